@@ -1,0 +1,5 @@
+"""The comparators (DESIGN.md section 4); every module here registers its methods on import."""
+
+from datasets.discovery import import_submodules
+
+import_submodules(__name__, __path__)
