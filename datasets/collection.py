@@ -27,6 +27,7 @@ class LoadOptions:
     of published files or raw data given by the user (defaults are loader-specific, usually
     under ``root``). ``limit``: at most this many networks (or images) per split, for quick
     runs. ``skip_invalid``: drop malformed networks (counted in the card) instead of failing.
+    ``params``: dataset-specific options as strings (``--dataset-option KEY=VALUE``).
     """
 
     root: Path
@@ -34,6 +35,7 @@ class LoadOptions:
     limit: int | None = None
     skip_invalid: bool = False
     progress: bool = True
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""Batched SIREN fitting: thousands of INRs trained at once as one batched model.
+
+Recipe (DESIGN.md section 3, the DWSNets MNIST INRs): SIREN ``in -> 32 -> 32 -> out``, two
+sine layers with omega_0 = 30, a linear output, +0.5 added to the output, targets are
+pixel intensities in [0, 1] at coordinates ``meshgrid(linspace(-1,1,W), linspace(-1,1,H))``
+('xy', x fastest). Every sine layer is initialised U(+-sqrt(6/fan_in)/30), biases 0; the
+output layer keeps PyTorch's default Linear init. Each network has its own Adam state
+(Adam is per-parameter), and the loss is the sum of per-network mean squared errors, so a
+network's trajectory does not depend on what else is in its chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from datasets.functional import forward
+from datasets.spec import ArchSpec, siren_spec
+from datasets.weights import WeightSpace
+
+
+@dataclass(frozen=True)
+class SirenRecipe:
+    """Everything that determines a fitted SIREN; part of the cache fingerprint."""
+
+    hidden: int = 32
+    depth: int = 2
+    omega: float = 30.0
+    steps: int = 300
+    lr: float = 5e-3
+    chunk: int = 2048
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pixel_grid(height: int, width: int) -> Tensor:
+    """``(H*W, 2)`` coordinates (x, y) in [-1, 1], x fastest: the DWSNets grid."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+    return torch.stack([xs, ys], dim=-1).reshape(-1, 2)
+
+
+def siren_init(spec: ArchSpec, count: int, generator: torch.Generator) -> WeightSpace:
+    """DWSNets init: sine layers U(+-sqrt(6/fan_in)/omega), biases 0; the linear output
+    layer PyTorch's default (weight and bias U(+-1/sqrt(fan_in)))."""
+    weights, biases = [], []
+    for layer in spec.layers:
+        fan_in = layer.in_features
+        if layer.activation == "sine":
+            bound = math.sqrt(6 / fan_in) / layer.omega
+            bias = torch.zeros(count, layer.out_features)
+        else:
+            bound = 1 / math.sqrt(fan_in)
+            bias = (torch.rand(count, layer.out_features, generator=generator) * 2 - 1) * bound
+        weight = (torch.rand(count, *layer.weight_shape, generator=generator) * 2 - 1) * bound
+        weights.append(weight)
+        biases.append(bias)
+    return WeightSpace(spec, tuple(weights), tuple(biases))
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Per-network PSNR in dB for signals in [0, 1]; inputs ``(B, N, C)``."""
+    mse = (prediction - target).pow(2).mean(dim=(1, 2)).clamp_min(1e-12)
+    return -10 * torch.log10(mse)
+
+
+def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
+               description: str = "fitting SIRENs") -> tuple[WeightSpace, Tensor]:
+    """Fit one SIREN per image. ``images``: ``(N, C, H, W)`` in [0, 1].
+    Returns the weights and each INR's PSNR (dB) after the last step."""
+    count, channels, height, width = images.shape
+    spec = siren_spec(recipe.hidden, recipe.depth, 2, channels, recipe.omega)
+    coords = pixel_grid(height, width)
+    targets = images.flatten(2).transpose(1, 2).float()  # (N, H*W, C), x fastest
+    generator = torch.Generator().manual_seed(recipe.seed)
+    parts, scores = [], []
+    bar = tqdm(total=count * recipe.steps, desc=description, unit="step", unit_scale=True,
+               disable=not progress, smoothing=0.1)
+    for start in range(0, count, recipe.chunk):
+        target = targets[start:start + recipe.chunk]
+        ws = siren_init(spec, len(target), generator)
+        params = [t.requires_grad_() for t in (*ws.weights, *ws.biases)]
+        optimiser = torch.optim.Adam(params, lr=recipe.lr)
+        for _ in range(recipe.steps):
+            optimiser.zero_grad(set_to_none=True)
+            loss = (forward(ws, coords) - target).pow(2).mean(dim=(1, 2)).sum()
+            loss.backward()
+            optimiser.step()
+            bar.update(len(target))
+        ws = ws.map(lambda t: t.detach())
+        with torch.no_grad():
+            scores.append(psnr(forward(ws, coords), target))
+        parts.append(ws)
+    bar.close()
+    return WeightSpace.cat(parts), torch.cat(scores)
