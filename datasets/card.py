@@ -45,7 +45,7 @@ def render_card(card: dict) -> str:
 
     def walk(d: dict, indent: int) -> None:
         for key, value in d.items():
-            if key in ("name", "fingerprint"):
+            if key in ("name", "fingerprint", "recipe"):
                 continue
             if isinstance(value, dict):
                 lines.append(" " * indent + f"{key}:")

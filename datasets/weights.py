@@ -71,6 +71,9 @@ class WeightSpace:
     def to(self, *args, **kwargs) -> "WeightSpace":
         return self.map(lambda t: t.to(*args, **kwargs))
 
+    def double(self) -> "WeightSpace":
+        return self.map(lambda t: t.double())
+
     def __add__(self, other: "WeightSpace") -> "WeightSpace":
         return WeightSpace(self.spec, tuple(a + b for a, b in zip(self.weights, other.weights)),
                            tuple(a + b for a, b in zip(self.biases, other.biases)))

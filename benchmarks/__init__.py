@@ -1,0 +1,2 @@
+"""wsbench harness: suites, metrics, the training protocol, robustness, records, CLI,
+leaderboard and paper tables."""

@@ -1,0 +1,80 @@
+"""Robustness: metrics on function-preserving transforms of the test split.
+
+Every transform is checked on the stored networks themselves before it is used: the
+transformed networks must compute the same function (float64, max relative error below
+``TOLERANCE``), otherwise the run stops, since a "symmetry" that changes the function
+would make the robustness columns meaningless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from datasets.functional import forward
+from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
+from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, symmetry_classes
+from datasets.weights import Weights, WeightSpace, as_mixed
+
+TOLERANCE = 1e-6
+VERIFY_NETWORKS = 64
+PROBE_SIDE = 16
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    apply: Callable[[Weights, torch.Generator], Weights]
+    activations: frozenset[str] | None  # None: any activation
+
+    def applies_to(self, spec: ArchSpec) -> bool:
+        classes = symmetry_classes(spec)
+        if self.activations is None:
+            return bool(classes)
+        return any(all(spec.activation_of(k) in self.activations for k in c) for c in classes)
+
+
+TRANSFORMS = {
+    "permutation": Transform("permutation", permute_hidden, None),
+    "rescale": Transform("rescale", rescale_positive, POSITIVE_HOMOGENEOUS),
+    "sign_flip": Transform("sign_flip", flip_signs, ODD_ACTIVATIONS),
+}
+SUITE_TRANSFORMS = {"inr": ("permutation",), "zoo": ("permutation", "rescale")}
+
+
+def transforms_for(suite: str, specs: tuple[ArchSpec, ...]) -> list[Transform]:
+    """The suite's transforms that apply to at least one architecture of the dataset."""
+    return [TRANSFORMS[n] for n in SUITE_TRANSFORMS.get(suite, ("permutation",))
+            if any(TRANSFORMS[n].applies_to(s) for s in specs)]
+
+
+def probe_inputs(spec: ArchSpec, count: int, generator: torch.Generator) -> Tensor:
+    """Random inputs that fit ``spec``: coordinates in [-1, 1] or small images."""
+    first = spec.layers[0]
+    if spec.is_conv:
+        return torch.randn(count, first.in_features, PROBE_SIDE, PROBE_SIDE, generator=generator,
+                           dtype=torch.float64)
+    return torch.rand(count, first.in_features, generator=generator, dtype=torch.float64) * 2 - 1
+
+
+def function_error(before: WeightSpace, after: WeightSpace, generator: torch.Generator) -> float:
+    """Max relative difference of the two batches' outputs on random inputs (float64)."""
+    x = probe_inputs(before.spec, 32, generator)
+    a, b = forward(before.double(), x), forward(after.double(), x)
+    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
+
+
+def transformed(weights: Weights, transform: Transform, seed: int) -> tuple[Weights, float]:
+    """The transformed batch and the verified function error on a sample of it."""
+    moved = transform.apply(weights, torch.Generator().manual_seed(seed))
+    check = torch.Generator().manual_seed(seed + 1)
+    errors = [function_error(g[:VERIFY_NETWORKS], h[:VERIFY_NETWORKS], check)
+              for g, h in zip(as_mixed(weights).groups, as_mixed(moved).groups)]
+    error = max(errors)
+    if error > TOLERANCE:
+        raise AssertionError(f"{transform.name} changed the stored networks' function "
+                             f"(relative error {error:.2e}); it is not a symmetry")
+    return moved, error
