@@ -1,0 +1,57 @@
+"""The training protocol: schedule, best-on-validation selection, determinism."""
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.protocol import TrainConfig, profile_config, schedule, train
+from datasets.collection import Split
+from datasets.spec import mlp_spec
+from datasets.weights import WeightSpace
+
+
+def test_warmup_then_cosine_to_zero():
+    f = schedule(TrainConfig(epochs=10, warmup_fraction=0.1), 100)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5, abs=0.01) and f(100) < 1e-6
+    g = schedule(TrainConfig(epochs=10, schedule="constant"), 100)
+    assert g(80) == 1.0
+
+
+def test_method_overrides_and_epoch_override():
+    config = profile_config("quick", {"lr": 5e-3, "weight_decay": 5e-4}, epochs=7)
+    assert (config.lr, config.weight_decay, config.epochs) == (5e-3, 5e-4, 7)
+
+
+class Readout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(9, 2)
+
+    def forward(self, ws):
+        return self.net(ws.flatten())
+
+
+def splits():
+    g = torch.Generator().manual_seed(0)
+    spec = mlp_spec([2, 2, 1])
+    def make(n):
+        ws = WeightSpace.from_flat(spec, torch.randn(n, 9, generator=g))
+        return Split(ws, (ws.flatten()[:, 0] > 0).long())
+    return make(64), make(32)
+
+
+def test_training_learns_keeps_the_best_epoch_and_is_deterministic():
+    tr, va = splits()
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = Readout()
+        res = train(model, tr, va, task="classification", metrics=("accuracy",),
+                    config=TrainConfig(epochs=8, batch_size=16, lr=0.05), seed=3, device=torch.device("cpu"))
+        results.append((res, model.net.weight.detach().clone()))
+    (a, wa), (b, wb) = results
+    assert a.best_val["accuracy"] >= 0.9
+    assert a.best_val["accuracy"] == max(h["val_accuracy"] for h in a.history)
+    assert a.history[a.best_epoch - 1]["val_accuracy"] == a.best_val["accuracy"]
+    assert torch.equal(wa, wb) and a.history == b.history

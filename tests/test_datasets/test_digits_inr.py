@@ -1,0 +1,62 @@
+"""The batched SIREN fitter and the embedded digits-inr dataset."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from datasets.collection import LoadOptions
+from datasets.functional import forward
+from datasets.inr_fitting import SirenRecipe, fit_sirens, pixel_grid, siren_init
+from datasets.sources.digits_inr import DEFAULTS, load_digits_inr, parse_params, split_images
+from datasets.spec import siren_spec
+
+
+def test_grid_is_xy_with_x_fastest():
+    grid = pixel_grid(2, 3)
+    assert grid.tolist() == [[-1, -1], [0, -1], [1, -1], [-1, 1], [0, 1], [1, 1]]
+
+
+def test_init_follows_the_dwsnets_recipe():
+    ws = siren_init(siren_spec(), 2000, torch.Generator().manual_seed(0))
+    bound = (6 / 2) ** 0.5 / 30
+    assert ws.weights[0].abs().max() <= bound and ws.weights[0].abs().max() > 0.95 * bound
+    assert ws.weights[1].abs().max() <= (6 / 32) ** 0.5 / 30
+    assert ws.biases[0].abs().max() == 0 and ws.biases[1].abs().max() == 0
+    assert ws.weights[2].abs().max() <= 32 ** -0.5 and ws.biases[2].abs().max() > 0
+
+
+def test_builder_reaches_30_db_on_digits():
+    images = torch.tensor(load_digits().images[:48], dtype=torch.float32)[:, None] / 16
+    ws, psnr = fit_sirens(images, SirenRecipe(**{k: v for k, v in DEFAULTS.items() if k != "views"}),
+                          progress=False)
+    assert psnr.median() >= 30 and psnr.quantile(0.1) >= 30
+    # the stored networks render the images they were fitted to
+    rendered = forward(ws, pixel_grid(8, 8)).reshape(48, 8, 8)
+    assert (rendered - images[:, 0]).abs().mean() < 0.02
+
+
+def test_splits_are_by_image_stratified_and_fixed():
+    labels = load_digits().target
+    a, b = split_images(labels), split_images(labels)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not set(a["train"]) & set(a["test"]) and not set(a["val"]) & set(a["test"])
+    assert sum(len(v) for v in a.values()) == len(labels)
+    test_share = np.bincount(labels[a["test"]], minlength=10) / np.bincount(labels, minlength=10)
+    assert np.allclose(test_share, 0.2, atol=0.02)
+
+
+def test_views_stay_in_their_image_split(tmp_path):
+    ds = load_digits_inr(LoadOptions(tmp_path, limit=6, progress=False,
+                                     params={"views": "2", "steps": "20"}))
+    images = {s: set(split.extras["image"].tolist()) for s, split in
+              (("train", ds.train), ("val", ds.val), ("test", ds.test_split()))}
+    assert len(ds.train) == 12 and len(images["train"]) == 6
+    assert not images["train"] & images["test"] and not images["val"] & images["test"]
+    assert ds.card["views_per_image"] == 2 and ds.card["fit"]["steps"] == 20
+    assert set(ds.card["psnr_db"]) >= {"min", "median"} and len(ds.card["class_balance"]["train"]) == 10
+
+
+def test_unknown_dataset_option_is_refused():
+    with pytest.raises(ValueError, match=r"unknown dataset option.*\['colour'\]"):
+        parse_params({"colour": "red"}, DEFAULTS)
