@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import leaderboard
+from benchmarks import leaderboard, paper_tables
 from benchmarks.protocol import PROFILES
 from benchmarks.records import read_record
 from benchmarks.runner import RunSpec, execute, load_dataset
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     profiles = (profile,)
     text = leaderboard.write(args.out, profiles, "leaderboard.md" if profile != "smoke" else "leaderboard-smoke.md")
     print(text)
+    if profile != "smoke":
+        paper_tables.write(args.out)
     log.info("suite %s: %d runs (%d new, %d failed) in %.1f s", args.suite, len(records), len(todo),
              len(failed), time.perf_counter() - start)
     return 1 if failed else 0

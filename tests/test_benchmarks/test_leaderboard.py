@@ -32,3 +32,10 @@ def test_write_reads_records_from_disk(tmp_path):
         write_record(record_path(tmp_path, r["profile"], r["suite"], r["dataset"], r["method"], r["seed"]), r)
     assert write(tmp_path) + "\n" == GOLDEN.read_text() == (tmp_path / "leaderboard.md").read_text()
     assert "No records yet" in render(RECORDS, ("smoke",))
+
+
+def test_paper_tables_put_our_numbers_beside_the_published_ones():
+    from benchmarks.paper_tables import render as render_tables
+    text = render_tables(RECORDS)
+    assert "| dwsnet | 85.71 | – | 67.06 | – | 82.00 ± 2.83 (quick, 2 seeds) |" in text
+    assert "| ng-t | 0.935 | – | – | – |" in text
