@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from benchmarks import leaderboard, paper_tables
-from benchmarks.protocol import PROFILES
 from benchmarks.records import read_record
 from benchmarks.runner import RunSpec, execute, load_dataset
 from benchmarks.suites import SUITES

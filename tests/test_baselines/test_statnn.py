@@ -1,0 +1,111 @@
+"""STATNN: the seven statistics, exact invariance (and its documented over-invariance),
+negative control, mixed architectures, one-network batches, one training step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baselines.statnn import PROFILES, NUM_STATS, StatNN, build_statnn, tensor_stats
+from datasets.normalisation import LayerStats
+from datasets.registry import METHODS, TaskInfo
+from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
+from datasets.symmetry import permute_hidden, permute_rows_only
+from datasets.weights import MixedWeights, WeightSpace
+
+torch.set_num_threads(1)
+
+CONV = ArchSpec((Layer("conv", 4, 3, (3, 3), activation="relu"), Layer("conv", 5, 4, (3, 3), activation="relu"),
+                 Layer("linear", 10, 5)))
+SPECS = {"siren": siren_spec(), "relu4": mlp_spec([2, 16, 16, 16, 1], "relu"), "conv": CONV}
+
+
+def random_weights(spec: ArchSpec, batch: int = 4, seed: int = 0) -> WeightSpace:
+    g = torch.Generator().manual_seed(seed)
+    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
+
+
+def task(*specs: ArchSpec, out_dim: int = 10) -> TaskInfo:
+    return TaskInfo(specs, out_dim, "classification", {s: LayerStats.of(random_weights(s, 8, 1)) for s in specs})
+
+
+def model(*specs: ArchSpec, profile: str = "quick") -> StatNN:
+    return build_statnn(task(*specs), profile=profile).double().eval()
+
+
+def test_tensor_stats_match_torch() -> None:
+    t = torch.randn(3, 5, 7, dtype=torch.float64)
+    flat = t.flatten(1)
+    q = torch.quantile(flat, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64), dim=1).T
+    expected = torch.cat([flat.mean(1, keepdim=True), flat.var(1, correction=0, keepdim=True), q], dim=1)
+    torch.testing.assert_close(tensor_stats(t), expected)
+    assert tensor_stats(torch.ones(2, 1)).tolist() == [[1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]] * 2
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_invariant_under_hidden_permutations(name: str) -> None:
+    spec = SPECS[name]
+    net, ws = model(spec), random_weights(spec)
+    with torch.no_grad():
+        ref = net(ws)
+        for seed in range(3):
+            torch.testing.assert_close(net(permute_hidden(ws, torch.Generator().manual_seed(seed))), ref,
+                                       atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["siren", "relu4"])
+def test_also_invariant_to_rows_only_but_not_to_perturbations(name: str) -> None:
+    """Documented limitation: per-tensor statistics cannot see the coupling of consecutive
+    layers, so the non-symmetry ``permute_rows_only`` leaves the output unchanged; a change of
+    the weights' values does change it (the negative control)."""
+    spec = SPECS[name]
+    net, ws = model(spec), random_weights(spec)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref = net(ws)
+        torch.testing.assert_close(net(permute_rows_only(ws, 1, g)), ref, atol=1e-5, rtol=0)
+        weights = list(ws.weights)
+        weights[1] = weights[1] * 1.5 + 0.1 * torch.randn(weights[1].shape, generator=g, dtype=torch.float64)
+        assert (net(WeightSpace(spec, tuple(weights), ws.biases)) - ref).abs().max() > 1e-3
+
+
+def test_mixed_depths_align_first_and_last_layers() -> None:
+    deep = mlp_spec([2, 8, 8, 8, 8, 1], "relu")  # 5 layers
+    shallow = siren_spec()  # 3 layers
+    net = model(deep, shallow)
+    a, b = random_weights(deep, 3), random_weights(shallow, 2, 5)
+    mixed = MixedWeights.from_groups([a, b])
+    feats = net.features(mixed)
+    assert feats.shape == (5, 5 * 2 * NUM_STATS + 5)
+    per_slot = feats[:, :-5].reshape(5, 5, 2 * NUM_STATS)
+    assert per_slot[3:, 2:4].abs().sum() == 0  # the shallow net has no slots 2, 3
+    assert feats[3:, -5:].tolist() == [[1.0, 1.0, 0.0, 0.0, 1.0]] * 2
+    last = net.normalise(b)  # the shallow net's last layer sits in the last slot
+    torch.testing.assert_close(per_slot[3:, 4], torch.cat([tensor_stats(last.weights[2]),
+                                                           tensor_stats(last.biases[2])], dim=1))
+    with torch.no_grad():
+        torch.testing.assert_close(net(permute_hidden(mixed, torch.Generator().manual_seed(1))), net(mixed),
+                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(net(mixed)[3:], net(b), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="at most 3 layers"):
+        model(shallow).features(a)
+
+
+def test_registration() -> None:
+    entry = METHODS["statnn"]
+    assert (entry.family, entry.invariant, entry.heterogeneous) == ("stats", True, True)
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+@pytest.mark.parametrize("name", ["siren", "conv"])
+def test_training_step_gives_finite_gradients(profile: str, name: str) -> None:
+    spec = SPECS[name]
+    net = build_statnn(task(spec), profile=profile).train()
+    assert net.hparams["hidden"] == PROFILES[profile]["hidden"]
+    ws = random_weights(spec, 6).to(torch.float32)
+    out = net(ws)
+    assert out.shape == (6, 10)
+    torch.nn.functional.cross_entropy(out, torch.arange(6)).backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert torch.isfinite(net(ws[:1])).all()  # a one-network training batch does not raise
