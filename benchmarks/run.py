@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=bounded_int(1, 256), default=1,
                    help="torch threads per process (default 1: fastest on a small shared CPU)")
-    p.add_argument("--jobs", type=bounded_int(1, 64), default=1, help="runs in parallel processes")
+    p.add_argument("--jobs", type=bounded_int(1, 64), default=None,
+                   help="runs in parallel processes (default: CPU cores / threads, at most 4; 1 on CUDA)")
     p.add_argument("--data-root", type=Path, default=None,
                    help="dataset cache folder (default $WSBENCH_DATA or ~/.cache/wsbench)")
     p.add_argument("--dataset-source", type=Path, help="folder of published files or raw data to read")
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    if args.jobs is None:
+        args.jobs = 1 if args.device == "cuda" else max(1, min(4, (os.cpu_count() or 1) // args.threads))
     profile = "smoke" if args.smoke else args.profile
     seeds = [args.seeds[0]] if args.smoke else sorted(set(args.seeds))
     suite = SUITES[args.suite]

@@ -46,17 +46,17 @@ def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monke
 
     monkeypatch.setattr(run, "execute", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2")
+        cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1")
     done = records(tmp_path)
     assert len(done) == 1 and json.loads(done[0].read_text())["status"] == "ok"
     stamp = done[0].stat().st_mtime_ns
     monkeypatch.setattr(run, "execute", real)
-    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2") == 0
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
     assert len(records(tmp_path)) == 3 and done[0].stat().st_mtime_ns == stamp
     # a corrupt record is set aside and redone; the others are left alone
     victim = records(tmp_path)[1]
     victim.write_text("{not json")
-    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2") == 0
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
     assert json.loads(victim.read_text())["status"] == "ok"
     assert victim.with_suffix(".json.corrupt").exists() and done[0].stat().st_mtime_ns == stamp
     # a changed budget is a different run: redone, not skipped
