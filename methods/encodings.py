@@ -1,0 +1,173 @@
+"""Input encodings of neural graphs (Kofinas et al., ICLR 2024, sections 2.2-2.3 and
+appendix; defaults read from the authors' ``GraphConstructor``).
+
+- Weights and biases are normalised per layer first (``datasets.normalisation``: one
+  scalar mean/std per tensor, which keeps every symmetry; the authors' statistics are per
+  layer as well).
+- Scalars go through random Fourier features ``v -> [cos(2 pi B v), sin(2 pi B v)]``,
+  ``B ~ N(0, sigma^2)`` fixed (Tancik et al. 2020; the authors' ``GaussianEncoding``,
+  128 frequencies, sigma 3 for the GNN and 1 for the transformer), then a linear map.
+- Edges carry ``[w, 0, w]`` forward and ``[0, w, w]`` reversed (the authors' reverse edge
+  features ``[e_ij, e_ji, e_ij + e_ji]``), per kernel entry. Deliberate addition: a learned
+  edge-type embedding (linear / conv / residual), standing in for the authors' separate
+  projection of linear-layer edges in CNNs and marking residual edges.
+- Nodes get a learned positional embedding (``pos_id``: one per input and output neuron,
+  one shared per hidden layer) and, for zoos whose architectures differ in activations, an
+  activation-type embedding.
+- Probe features (optional): ``K`` learned input points; every neuron's values at those
+  points (conv: spatially averaged) are projected (linear + LayerNorm) and added to its
+  node feature. Deliberate difference: one projection shared by all layers (the authors
+  keep one per layer, which does not extend to zoos of varying depth; the positional
+  embedding still tells layers apart).
+- Readout: the output neurons' features concatenated (the authors' default) or the mean
+  over all nodes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+from torch_geometric.nn import global_mean_pool
+
+from datasets.functional import forward
+from datasets.normalisation import Normaliser
+from datasets.registry import UnsupportedArchitecture
+from datasets.spec import ArchSpec
+from datasets.weights import Weights, WeightSpace, as_mixed
+from methods.graph import EDGE_TYPES, NUM_ACTIVATION_IDS, GraphConverter
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features with fixed Gaussian frequencies ``(size, in_dim)``."""
+
+    def __init__(self, in_dim: int, size: int, sigma: float) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(size, in_dim) * sigma)
+
+    @property
+    def out_dim(self) -> int:
+        return 2 * self.freqs.shape[0]
+
+    def forward(self, v: Tensor) -> Tensor:
+        proj = 2 * math.pi * v @ self.freqs.T
+        return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+
+
+def probe_values(ws: WeightSpace, points: Tensor) -> Tensor:
+    """``(B, N, K)``: the value of every neuron of every network at the ``K`` probe
+    ``points`` (inputs first, then each layer after its activation; conv channels averaged
+    over space), in the node order of ``methods.graph``."""
+    _, values = forward(ws, points, return_hidden=True)
+    per_layer = [v.mean(dim=(-2, -1)) if v.ndim == 5 else v for v in values]
+    return torch.cat([v.transpose(1, 2) for v in per_layer], dim=1)
+
+
+def _probe_key(spec: ArchSpec) -> str:
+    return f"{'conv' if spec.is_conv else 'mlp'}{spec.widths[0]}"
+
+
+def _check_probe_size(spec: ArchSpec, probe_size: int) -> None:
+    size = probe_size
+    for i, layer in enumerate(spec.layers):
+        if layer.kind != "conv":
+            break
+        size = (size + 2 * layer.padding - max(layer.kernel)) // layer.stride + 1
+        if size < 1:
+            raise UnsupportedArchitecture(
+                f"probe images of side {probe_size} vanish at conv layer {i} of "
+                f"{spec.describe()}; raise probe_size")
+
+
+class ProbeFeatures(nn.Module):
+    """Learned probe inputs (one set per input shape) and the projection of the neurons'
+    values at them to node features."""
+
+    def __init__(self, specs: tuple[ArchSpec, ...], num_probes: int, dim: int, probe_size: int) -> None:
+        super().__init__()
+        self.points = nn.ParameterDict()
+        for spec in specs:
+            if spec.is_conv:
+                _check_probe_size(spec, probe_size)
+            key = _probe_key(spec)
+            if key not in self.points:
+                shape = ((num_probes, spec.widths[0], probe_size, probe_size) if spec.is_conv
+                         else (num_probes, spec.widths[0]))
+                self.points[key] = nn.Parameter(2 * torch.rand(shape) - 1)
+        self.proj = nn.Sequential(nn.Linear(num_probes, dim), nn.LayerNorm(dim))
+
+    def forward(self, weights: Weights, graph: Batch, converter: GraphConverter) -> Tensor:
+        """``(num_nodes, dim)`` probe features of the (unnormalised) ``weights``."""
+        mixed = as_mixed(weights)
+        first = self.points[_probe_key(mixed.groups[0].spec)]
+        values = first.new_zeros(graph.num_nodes, first.shape[0])
+        for g, ws in enumerate(mixed.groups):
+            vals = probe_values(ws, self.points[_probe_key(ws.spec)])
+            values[converter.node_ids(graph, g).flatten()] = vals.reshape(-1, vals.shape[-1])
+        return self.proj(values)
+
+
+class GraphEncoder(nn.Module):
+    """Weights -> (graph, node features ``(N, d_node)``, edge features ``(E, d_edge)``)."""
+
+    def __init__(self, specs: tuple[ArchSpec, ...], stats: dict, d_node: int, d_edge: int, *,
+                 fourier: int = 128, sigma: float = 3.0, probes: int = 0, probe_size: int = 16,
+                 activation_embedding: bool | None = None) -> None:
+        super().__init__()
+        self.converter = GraphConverter(specs, reverse=True)
+        self.normalise = Normaliser(stats)
+        k = self.converter.kernel_size
+        self.node_fourier = FourierFeatures(1, fourier, sigma)
+        self.node_proj = nn.Linear(self.node_fourier.out_dim, d_node)
+        self.node_in = nn.Linear(d_node, d_node)
+        self.pos_embed = nn.Embedding(self.converter.num_positions, d_node)
+        if activation_embedding is None:
+            activation_embedding = len({tuple(l.activation for l in s.layers) for s in specs}) > 1
+        self.act_embed = nn.Embedding(NUM_ACTIVATION_IDS, d_node) if activation_embedding else None
+        self.edge_fourier = FourierFeatures(3 * k, fourier, sigma)
+        self.edge_proj = nn.Linear(self.edge_fourier.out_dim, d_edge)
+        self.type_embed = nn.Embedding(len(EDGE_TYPES), d_edge)
+        self.edge_in = nn.Linear(d_edge, d_edge)
+        self.probes = ProbeFeatures(specs, probes, d_node, probe_size) if probes else None
+
+    def forward(self, weights: Weights) -> tuple[Batch, Tensor, Tensor]:
+        graph = self.converter(self.normalise(weights))
+        x = self.node_proj(self.node_fourier(graph.x))
+        if self.probes is not None:
+            x = x + self.probes(weights, graph, self.converter)
+        x = self.node_in(x) + self.pos_embed(graph.pos_id)
+        if self.act_embed is not None:
+            x = x + self.act_embed(graph.act_id)
+        w = graph.edge_attr
+        rev = graph.edge_reversed[:, None]
+        raw = torch.cat([w.masked_fill(rev, 0), w.masked_fill(~rev, 0), w], dim=-1)
+        e = self.edge_proj(self.edge_fourier(raw)) + self.type_embed(graph.edge_type)
+        return graph, x, self.edge_in(e)
+
+
+READOUTS = ("output", "mean")
+
+
+def readout_dim(readout: str, specs: tuple[ArchSpec, ...], dim: int) -> int:
+    """Size of :func:`readout`'s output; ``output`` needs one output width for all specs."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if readout == "mean":
+        return dim
+    widths = {s.widths[-1] for s in specs}
+    if len(widths) > 1:
+        raise UnsupportedArchitecture(
+            f"readout 'output' concatenates the output neurons, but the architectures have "
+            f"{sorted(widths)} outputs; use readout='mean'")
+    return widths.pop() * dim
+
+
+def readout(x: Tensor, graph: Batch, mode: str) -> Tensor:
+    """Invariant graph-level features. ``output``: each network's output-neuron features
+    concatenated in order, ``(B, n_out * d)`` (the authors' ``cat`` pooling over the last
+    layer; output neurons are never permuted). ``mean``: mean over all nodes, ``(B, d)``."""
+    if mode == "output":
+        return x[graph.out_nodes].flatten(1)
+    return global_mean_pool(x, graph.batch, size=graph.num_graphs)

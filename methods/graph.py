@@ -1,0 +1,288 @@
+"""Network -> neural graph conversion (Kofinas et al., ICLR 2024, section 2).
+
+Nodes are neurons: every input neuron, every hidden neuron (a conv channel is one
+neuron) and every output neuron; a node's feature is its bias (0 for inputs). Edges are
+weights: a linear weight ``W[o, j]`` is an edge from neuron ``j`` of one neuron layer to
+neuron ``o`` of the next; a conv kernel ``W[o, j]`` becomes one edge whose feature is the
+kernel flattened after central zero-padding to the largest kernel of the task (a linear
+weight sits at the kernel centre). A residual connection ``(a, b)`` (``datasets.spec``)
+becomes one edge per channel from neuron ``i`` of layer ``a`` to neuron ``i`` of layer
+``b`` with the fixed identity weight (1 at the kernel centre) and its own edge type.
+With ``reverse=True`` every edge also appears reversed (flagged ``edge_reversed``), as in
+the authors' ``rev_edge_features``.
+
+A batch of one architecture converts without a loop over networks: the per-network index
+template is built once per architecture and cached, then offset. A ``MixedWeights`` loops
+over its architecture groups only. Graphs are laid out in batch order, so the result is a
+valid ``torch_geometric`` ``Batch`` (``batch``, ``ptr``; ``to_dense_batch`` works). Edges
+are sorted by destination: ``dst_ptr`` is their CSR pointer (segment reductions),
+``edge_pair`` the index of each edge's reverse, ``edge_ptr`` each network's first edge.
+
+Node metadata: ``layer`` (neuron layer index), ``pos_id`` (positional-embedding id: one
+per input neuron, one per output neuron, one shared by all neurons of a hidden layer, so
+hidden neurons stay indistinguishable), ``act_id`` (activation producing the neuron's
+value; inputs have their own id), ``is_output``. ``out_nodes`` ``(B, n_out)`` lists each
+network's output nodes in order when every architecture has the same output width.
+:meth:`GraphConverter.to_weights` inverts the conversion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Batch
+
+from datasets.spec import ACTIVATIONS, ArchSpec
+from datasets.weights import MixedWeights, Weights, WeightSpace, as_mixed
+
+EDGE_TYPES = ("linear", "conv", "residual")
+INPUT_ACTIVATION = len(ACTIVATIONS)  # activation id of input neurons
+NUM_ACTIVATION_IDS = len(ACTIVATIONS) + 1
+
+
+@dataclass(frozen=True)
+class Template:
+    """Index structure of one network of an architecture. Edges are sorted by destination
+    (then source), so a batch's edges are in CSR order and ``dst_ptr`` is valid. The
+    *canonical* edge order is: weight edges layer by layer (``o``-major), residual edges,
+    then (if reversed) all of them again reversed; ``order[k]`` is the canonical index of
+    sorted edge ``k`` and ``weight_pos[c]`` the sorted position of canonical weight edge ``c``."""
+
+    num_nodes: int
+    edge_index: Tensor  # (2, E)
+    edge_type: Tensor  # (E,)
+    edge_reversed: Tensor  # (E,) bool
+    edge_pair: Tensor  # (E,) the same weight in the other direction (itself if none)
+    order: Tensor  # (E,)
+    weight_pos: Tensor  # (num weight edges,)
+    in_ptr: Tensor  # (N,) first sorted edge into each node
+    layer: Tensor  # (N,)
+    pos_id: Tensor  # (N,)
+    act_id: Tensor  # (N,)
+    is_output: Tensor  # (N,) bool
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.shape[1]
+
+    def to(self, device: torch.device) -> Template:
+        return Template(self.num_nodes, *(getattr(self, f.name).to(device) for f in fields(self)[1:]))
+
+
+@dataclass(frozen=True)
+class GraphLayout:
+    """Where each network of a converted batch came from, for :meth:`GraphConverter.to_weights`."""
+
+    specs: tuple[ArchSpec, ...]
+    group_index: Tensor = field(repr=False)
+    row_index: Tensor = field(repr=False)
+    positions: tuple[Tensor, ...] = field(repr=False)  # per group: batch positions, row order
+    mixed: bool = False
+
+
+def _kernel(spec: ArchSpec) -> tuple[int, int]:
+    return (max(layer.kernel[0] for layer in spec.layers), max(layer.kernel[1] for layer in spec.layers))
+
+
+def _central_padding(kernel: tuple[int, int], full: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``F.pad`` amounts (left, right, top, bottom) that centre ``kernel`` in ``full``."""
+    top, left = (full[0] - kernel[0]) // 2, (full[1] - kernel[1]) // 2
+    return left, full[1] - kernel[1] - left, top, full[0] - kernel[0] - top
+
+
+class GraphConverter:
+    """Converts weights of the given architectures to neural graphs and back.
+
+    ``specs`` fix the positional-embedding ids (inputs ``0..max_in-1``, hidden layer ``k``
+    at ``max_in + k - 1``, outputs after ``max_in + max_hidden``) and the edge-feature
+    size (the largest kernel, ``kernel_size = kh * kw``)."""
+
+    def __init__(self, specs: tuple[ArchSpec, ...] | list[ArchSpec], reverse: bool = True) -> None:
+        specs = tuple(specs)
+        self.specs = specs
+        self.reverse = reverse
+        self.kernel = (max(_kernel(s)[0] for s in specs), max(_kernel(s)[1] for s in specs))
+        self.max_inputs = max(s.widths[0] for s in specs)
+        self.max_hidden = max(len(s.hidden) for s in specs)
+        self.max_outputs = max(s.widths[-1] for s in specs)
+        self.num_positions = self.max_inputs + self.max_hidden + self.max_outputs
+        self._templates: dict[tuple[ArchSpec, torch.device], Template] = {}
+
+    @property
+    def kernel_size(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    def template(self, spec: ArchSpec, device: torch.device | str = "cpu") -> Template:
+        """The cached index template of ``spec``."""
+        device = torch.device(device)
+        key = (spec, device)
+        if key not in self._templates:
+            cpu = (spec, torch.device("cpu"))
+            if cpu not in self._templates:
+                self._templates[cpu] = self._build_template(spec)
+            self._templates[key] = self._templates[cpu].to(device)
+        return self._templates[key]
+
+    def _build_template(self, spec: ArchSpec) -> Template:
+        k = _kernel(spec)
+        if (k[0] > self.kernel[0] or k[1] > self.kernel[1] or spec.widths[0] > self.max_inputs
+                or len(spec.hidden) > self.max_hidden or spec.widths[-1] > self.max_outputs):
+            raise ValueError(f"architecture {spec.describe()} does not fit this converter's "
+                             f"positions or kernel size; build it with that spec")
+        widths = spec.widths
+        offsets = torch.tensor((0, *widths)).cumsum(0).tolist()
+        src, dst, etype = [], [], []
+        for i, layer in enumerate(spec.layers):
+            out, inp = layer.out_features, layer.in_features
+            o, j = torch.meshgrid(torch.arange(out), torch.arange(inp), indexing="ij")
+            src.append(offsets[i] + j.flatten())
+            dst.append(offsets[i + 1] + o.flatten())
+            etype.append(torch.full((out * inp,), EDGE_TYPES.index(layer.kind)))
+        num_weight_edges = sum(t.numel() for t in src)
+        for a, b in spec.residual:
+            idx = torch.arange(widths[a])
+            src.append(offsets[a] + idx)
+            dst.append(offsets[b] + idx)
+            etype.append(torch.full((widths[a],), EDGE_TYPES.index("residual")))
+        src_t, dst_t, etype_t = torch.cat(src), torch.cat(dst), torch.cat(etype)
+        forward_edges = src_t.numel()
+        reversed_ = torch.zeros(forward_edges, dtype=torch.bool)
+        pair = torch.arange(forward_edges)
+        if self.reverse:
+            src_t, dst_t = torch.cat([src_t, dst_t]), torch.cat([dst_t, src_t])
+            etype_t = etype_t.repeat(2)
+            reversed_ = torch.cat([reversed_, ~reversed_])
+            pair = torch.cat([pair + forward_edges, pair])
+        num_nodes = offsets[-1]
+        order = torch.argsort(dst_t * num_nodes + src_t, stable=True)
+        position = torch.argsort(order)
+        in_degree = torch.bincount(dst_t, minlength=num_nodes)
+
+        layer_of = torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(widths))
+        neuron = torch.cat([torch.arange(w) for w in widths])
+        is_output = layer_of == len(widths) - 1
+        pos_id = torch.where(layer_of == 0, neuron, self.max_inputs + layer_of - 1)
+        pos_id = torch.where(is_output, self.max_inputs + self.max_hidden + neuron, pos_id)
+        acts = torch.tensor([INPUT_ACTIVATION] + [ACTIVATIONS.index(spec.activation_of(k))
+                                                  for k in range(1, len(widths))])
+        return Template(num_nodes, torch.stack([src_t, dst_t])[:, order], etype_t[order],
+                        reversed_[order], position[pair[order]], order,
+                        position[:num_weight_edges], in_degree.cumsum(0) - in_degree,
+                        layer_of, pos_id, acts[layer_of], is_output)
+
+    def _edge_values(self, ws: WeightSpace) -> Tensor:
+        """``(B, E_forward, kernel_size)``: padded kernels of every weight edge, then the
+        identity kernels of the residual edges."""
+        parts = []
+        for layer, w in zip(ws.spec.layers, ws.weights):
+            w = w if layer.kind == "conv" else w[..., None, None]
+            w = F.pad(w, _central_padding(tuple(w.shape[-2:]), self.kernel))
+            parts.append(w.reshape(len(ws), -1, self.kernel_size))
+        for a, _ in ws.spec.residual:
+            eye = ws.weights[0].new_zeros(len(ws), ws.spec.widths[a], *self.kernel)
+            eye[..., self.kernel[0] // 2, self.kernel[1] // 2] = 1
+            parts.append(eye.reshape(len(ws), -1, self.kernel_size))
+        return torch.cat(parts, dim=1)
+
+    def __call__(self, weights: Weights) -> Batch:
+        """Convert a batch of networks to one ``Batch`` of graphs, in batch order."""
+        mixed = as_mixed(weights)
+        device, dtype = mixed.device, mixed.groups[0].dtype
+        templates = [self.template(g.spec, device) for g in mixed.groups]
+        nodes_per = torch.tensor([t.num_nodes for t in templates], device=device)[mixed.group_index]
+        edges_per = torch.tensor([t.num_edges for t in templates], device=device)[mixed.group_index]
+        ptr = F.pad(nodes_per.cumsum(0), (1, 0))
+        edge_ptr = F.pad(edges_per.cumsum(0), (1, 0))
+        num_nodes, num_edges = int(ptr[-1]), int(edge_ptr[-1])
+
+        x = torch.zeros(num_nodes, 1, device=device, dtype=dtype)
+        edge_attr = torch.empty(num_edges, self.kernel_size, device=device, dtype=dtype)
+        edge_index = torch.empty(2, num_edges, device=device, dtype=torch.long)
+        edge_pair = torch.empty(num_edges, device=device, dtype=torch.long)
+        dst_ptr = torch.full((num_nodes + 1,), num_edges, device=device, dtype=torch.long)
+        edge_type = torch.empty(num_edges, device=device, dtype=torch.long)
+        edge_reversed = torch.empty(num_edges, device=device, dtype=torch.bool)
+        node_meta = {k: torch.empty(num_nodes, device=device, dtype=torch.long)
+                     for k in ("layer", "pos_id", "act_id")}
+        is_output = torch.empty(num_nodes, device=device, dtype=torch.bool)
+        positions = tuple(mixed.positions(g).to(device) for g in range(len(mixed.groups)))
+        for ws, t, pos in zip(mixed.groups, templates, positions):
+            n = pos.numel()
+            node_start, edge_start = ptr[pos], edge_ptr[pos]
+            node_ids = (node_start[:, None] + torch.arange(t.num_nodes, device=device)).flatten()
+            edge_ids = (edge_start[:, None] + torch.arange(t.num_edges, device=device)).flatten()
+            biases = torch.cat(ws.biases, dim=1)  # (n, N - inputs)
+            x[node_ids.view(n, -1)[:, ws.spec.widths[0]:].flatten(), 0] = biases.flatten()
+            values = self._edge_values(ws)
+            if self.reverse:
+                values = torch.cat([values, values], dim=1)
+            edge_attr[edge_ids] = values[:, t.order].reshape(-1, self.kernel_size)
+            dst_ptr[node_ids] = (edge_start[:, None] + t.in_ptr).flatten()
+            edge_index[:, edge_ids] = (t.edge_index[:, None, :] + node_start[None, :, None]).reshape(2, -1)
+            edge_pair[edge_ids] = (t.edge_pair[None, :] + edge_start[:, None]).flatten()
+            edge_type[edge_ids] = t.edge_type.repeat(n)
+            edge_reversed[edge_ids] = t.edge_reversed.repeat(n)
+            for key, tensor in node_meta.items():
+                tensor[node_ids] = getattr(t, key).repeat(n)
+            is_output[node_ids] = t.is_output.repeat(n)
+
+        widths_out = {g.spec.widths[-1] for g in mixed.groups}
+        out_nodes = None
+        if len(widths_out) == 1:
+            n_out = widths_out.pop()
+            out_nodes = ptr[1:, None] - n_out + torch.arange(n_out, device=device)
+        batch = torch.repeat_interleave(torch.arange(len(mixed), device=device), nodes_per)
+        layout = GraphLayout(mixed.specs, mixed.group_index, mixed.row_index, positions,
+                             isinstance(weights, MixedWeights))
+        graph = Batch(x=x, edge_index=edge_index, edge_attr=edge_attr, edge_type=edge_type,
+                      edge_reversed=edge_reversed, edge_pair=edge_pair, batch=batch, ptr=ptr,
+                      edge_ptr=edge_ptr, dst_ptr=dst_ptr, is_output=is_output, out_nodes=out_nodes,
+                      **node_meta)
+        graph.layout = layout
+        graph._num_graphs = len(mixed)
+        return graph
+
+    def node_ids(self, graph: Batch, group: int) -> Tensor:
+        """``(n_g, N)``: node indices of the networks of ``graph.layout.specs[group]``, in
+        that group's row order (rows of a per-group ``(n_g, N, ...)`` tensor land there)."""
+        pos = graph.layout.positions[group]
+        t = self.template(graph.layout.specs[group], graph.ptr.device)
+        return graph.ptr[pos][:, None] + torch.arange(t.num_nodes, device=graph.ptr.device)
+
+    def to_weights(self, graph: Batch) -> Weights:
+        """Inverse of :meth:`__call__`: biases from the nodes, weights from the forward
+        weight edges (residual and reversed edges are implied by the spec)."""
+        layout: GraphLayout = graph.layout
+        device = graph.ptr.device
+        groups = []
+        for g, (spec, pos) in enumerate(zip(layout.specs, layout.positions)):
+            t = self.template(spec, device)
+            x = graph.x[self.node_ids(graph, g).flatten(), 0].view(pos.numel(), t.num_nodes)
+            edge_ids = graph.edge_ptr[pos][:, None] + t.weight_pos
+            values = graph.edge_attr[edge_ids.flatten()].view(pos.numel(), -1, *self.kernel)
+            weights, biases, node_at, edge_at = [], [], spec.widths[0], 0
+            for layer in spec.layers:
+                count = layer.out_features * layer.in_features
+                left, _, top, _ = _central_padding(layer.kernel, self.kernel)
+                kernels = values[:, edge_at:edge_at + count, top:top + layer.kernel[0],
+                                 left:left + layer.kernel[1]]
+                weights.append(kernels.reshape(pos.numel(), *layer.weight_shape))
+                biases.append(x[:, node_at:node_at + layer.out_features])
+                edge_at += count
+                node_at += layer.out_features
+            groups.append(WeightSpace(spec, tuple(weights), tuple(biases)))
+        if not layout.mixed:
+            return groups[0]
+        return MixedWeights(tuple(groups), layout.group_index, layout.row_index)
+
+
+def degree_histogram(converter: GraphConverter, specs: tuple[ArchSpec, ...] | list[ArchSpec]) -> Tensor:
+    """In-degree histogram over one graph of each architecture (PNA's degree scalers)."""
+    counts = []
+    for spec in specs:
+        t = converter.template(spec)
+        counts.append(torch.bincount(t.edge_index[1], minlength=t.num_nodes))
+    return torch.bincount(torch.cat(counts))

@@ -1,0 +1,151 @@
+"""The embedded CNN zoos: run-grouped splits, stored accuracies, mixed batching, symmetries."""
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.collection import LoadOptions
+from datasets.functional import forward
+from datasets.sources.digits_cnn_zoo import (HELD_OUT_IMAGES, PARK_DEFAULTS, ZOO_DEFAULTS, checkpoint_epochs,
+                                             digits_task, load_digits_cnn_park, load_digits_cnn_zoo,
+                                             park_architectures, split_runs, zoo_spec)
+from datasets.sources.digits_inr import parse_params
+from datasets.symmetry import permute_hidden, rescale_positive
+from datasets.weights import MixedWeights, WeightSpace, as_mixed
+
+SMALL = {"runs": "60", "epochs": "2", "checkpoints": "2"}
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    return load_digits_cnn_zoo(LoadOptions(tmp_path_factory.mktemp("zoo"), limit=12, progress=False,
+                                           params=SMALL))
+
+
+@pytest.fixture(scope="module")
+def park(tmp_path_factory):
+    return load_digits_cnn_park(LoadOptions(tmp_path_factory.mktemp("park"), limit=24, progress=False,
+                                            params={**SMALL, "runs": "120"}))
+
+
+def splits(ds):
+    return {"train": ds.train, "val": ds.val, "test": ds.test_split()}
+
+
+def accuracy_of(weights, dtype=torch.float32):
+    """Re-evaluate stored networks on the held-out digits, as the builder does."""
+    task = digits_task()
+    x = task.test_images.to(dtype)
+    return as_mixed(weights).apply(
+        lambda g: (forward(g.to(dtype), x).argmax(-1) == task.test_labels).float().mean(1))
+
+
+def test_small_zoo_is_built_grouped_by_run_and_cached(zoo, tmp_path):
+    parts = splits(zoo)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 12, "val": 12, "test": 12}
+    runs = {k: set(v.extras["run"].tolist()) for k, v in parts.items()}
+    assert not runs["train"] & runs["val"] and not runs["train"] & runs["test"] and not runs["val"] & runs["test"]
+    for split in parts.values():  # every run keeps both checkpoints, side by side
+        assert split.extras["epoch"].tolist() == [1, 2] * (len(split) // 2)
+        assert torch.equal(split.extras["run"][::2], split.extras["run"][1::2])
+        assert split.targets.dtype == torch.float32 and 0 <= split.targets.min() and split.targets.max() <= 1
+    assert zoo.task == "regression" and zoo.out_dim == 1
+    assert {s.describe() for s in zoo.specs} <= {"conv 1-8-8-8-10 relu", "conv 1-8-8-8-10 tanh"}
+    card = zoo.card
+    assert card["checkpoint_epochs"] == [1, 2] and card["runs"] == {"train": 6, "val": 6, "test": 6}
+    assert len(card["test_accuracy_histogram"]) == 10 and {"min", "median", "max"} <= set(card["test_accuracy"])
+    assert sum(int(v.split()[-1]) for v in card["test_accuracy_histogram"].values()) == 36
+    assert {"learning_rate", "l2", "dropout", "train_fraction", "optimizer", "epoch", "activation"} <= set(
+        zoo.train.extras)
+
+
+def test_cache_returns_the_same_zoo(tmp_path):
+    opts = LoadOptions(tmp_path, limit=2, progress=False, params={**SMALL, "epochs": "1", "checkpoints": "1"})
+    first, again = load_digits_cnn_zoo(opts), load_digits_cnn_zoo(opts)
+    assert torch.equal(first.train.targets, again.train.targets)
+    assert torch.equal(as_mixed(first.train.weights).groups[0].flatten(),
+                       as_mixed(again.train.weights).groups[0].flatten())
+
+
+def test_recorded_accuracy_is_the_stored_networks_accuracy(zoo, park):
+    for ds in (zoo, park):
+        for split in splits(ds).values():
+            assert torch.equal(accuracy_of(split.weights), split.targets)
+    assert len(digits_task().test_labels) == HELD_OUT_IMAGES
+
+
+def test_held_out_digits_are_disjoint_and_stratified():
+    task = digits_task()
+    assert len(task.train_labels) + len(task.test_labels) == 1797
+    train = {tuple(x.flatten().tolist()) for x in task.train_images}
+    assert not any(tuple(x.flatten().tolist()) in train for x in task.test_images)
+    assert task.test_labels.bincount(minlength=10).min() >= 45
+    assert -1 <= task.train_images.min() and task.train_images.max() <= 1
+
+
+def test_mixed_batches_keep_weights_and_targets_aligned(park):
+    split = park.train
+    assert isinstance(split.weights, MixedWeights) and len(split.weights.groups) > 2
+    index = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:15]
+    weights, targets = split.batch(index)
+    assert torch.equal(accuracy_of(weights), targets)
+    assert torch.equal(targets, split.targets[index])
+
+
+def test_rescaling_preserves_relu_cnns_and_changes_tanh_cnns(zoo, generator):
+    groups = {g.spec.activation_of(1): g.double() for g in as_mixed(zoo.train.weights).groups}
+    assert set(groups) == {"relu", "tanh"}
+    x = digits_task().test_images[:64].double()
+    relu, tanh = groups["relu"], groups["tanh"]
+    assert (forward(relu, x) - forward(rescale_positive(relu, generator), x)).abs().max() < 1e-9
+    assert (rescale_positive(relu, generator).flatten() - relu.flatten()).abs().max() > 1e-3
+    assert (forward(tanh, x) - forward(rescale_positive(tanh, generator, any_activation=True), x)).abs().max() > 1e-3
+
+
+def test_permutation_preserves_park_networks_with_residuals(park, generator):
+    residual = [g.double() for g in as_mixed(park.train.weights).groups if g.spec.residual]
+    assert residual
+    x = digits_task().test_images[:32].double()
+    for ws in residual:
+        moved = permute_hidden(ws, generator)
+        assert (forward(ws, x) - forward(moved, x)).abs().max() < 1e-9
+        assert (moved.flatten() - ws.flatten()).abs().max() > 1e-3
+
+
+def test_park_architectures_follow_the_family():
+    pool = park_architectures(12, torch.Generator().manual_seed(2))
+    assert len(set(pool)) == 12 and any(s.residual for s in pool) and any(not s.residual for s in pool)
+    for spec in pool:
+        convs = spec.layers[:-1]
+        assert 2 <= len(convs) <= 4 and spec.layers[-1].kind == "linear" and spec.layers[-1].out_features == 10
+        assert {c.out_features for c in convs} <= {4, 8, 16} and {c.kernel[0] for c in convs} <= {3, 5}
+        assert len({c.activation for c in convs}) == 1 and convs[0].stride == 2
+        assert all(c.stride == 1 and c.padding == c.kernel[0] // 2 for c in convs[1:])
+        x = torch.zeros(1, 1, 8, 8)
+        _, values = forward(WeightSpace.from_flat(spec, torch.zeros(1, spec.num_params)), x, return_hidden=True)
+        assert all(v.shape[-2:] == (4, 4) for v in values[1:-1])
+
+
+def test_zoo_architecture_and_options():
+    spec = zoo_spec("relu")
+    assert spec.num_params == 1338 and [layer.stride for layer in spec.layers[:3]] == [2, 2, 2]
+    assert checkpoint_epochs(8, 4) == (1, 2, 4, 8) and checkpoint_epochs(10, 4) == (1, 2, 5, 10)
+    assert checkpoint_epochs(5, 1) == (5,)
+    assert parse_params({"runs": "7"}, ZOO_DEFAULTS)["runs"] == 7 and "architectures" in PARK_DEFAULTS
+    with pytest.raises(ValueError, match="unknown dataset option"):
+        parse_params({"architectures": "3"}, ZOO_DEFAULTS)
+
+
+def test_split_runs_is_fixed_and_70_10_20():
+    a, b = split_runs(1000), split_runs(1000)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert [len(a[k]) for k in ("train", "val", "test")] == [700, 100, 200]
+    assert len(set(np.concatenate(list(a.values())))) == 1000
+
+
+def test_single_activation_gives_one_architecture(tmp_path):
+    ds = load_digits_cnn_zoo(LoadOptions(tmp_path, limit=2, progress=False,
+                                         params={**SMALL, "epochs": "1", "checkpoints": "1", "activations": "tanh"}))
+    assert isinstance(ds.train.weights, WeightSpace) and ds.specs == (zoo_spec("tanh"),)
+    with pytest.raises(ValueError, match="activations"):
+        load_digits_cnn_zoo(LoadOptions(tmp_path, limit=2, progress=False, params={"activations": "gelu"}))

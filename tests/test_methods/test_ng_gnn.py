@@ -1,0 +1,100 @@
+"""NG-GNN: exact invariance to hidden-neuron permutations (MLPs, CNNs with and without
+residuals, mixed batches, probe features), negative control, batch-order consistency of
+mixed batches, builder refusals, training steps for both profiles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datasets.normalisation import LayerStats
+from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
+from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
+from datasets.symmetry import permute_hidden, permute_rows_only
+from datasets.weights import MixedWeights, WeightSpace
+from methods.ng_gnn import build_ng_gnn
+
+torch.set_num_threads(1)
+
+CNN = ArchSpec((Layer("conv", 8, 1, (3, 3), 2, 0, "relu"), Layer("conv", 8, 8, (5, 5), 1, 2, "relu"),
+                Layer("linear", 10, 8)))
+SPECS = {"siren": siren_spec(out_features=10), "relu4": mlp_spec([2, 16, 16, 16, 10], "relu"),
+         "cnn": CNN, "cnn-res": ArchSpec(CNN.layers, residual=((1, 2),))}
+NAME = "ng-gnn"
+BUILD = build_ng_gnn
+
+
+def random_weights(spec: ArchSpec, batch: int = 3, seed: int = 0) -> WeightSpace:
+    g = torch.Generator().manual_seed(seed)
+    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
+
+
+def task(specs: tuple[ArchSpec, ...], out_dim: int = 10) -> TaskInfo:
+    return TaskInfo(specs, out_dim, "classification", {s: LayerStats.of(random_weights(s, 8, 1)) for s in specs})
+
+
+def changed(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Invariance holds to ~1e-16 in float64; a real change at initialisation is >= 1e-5."""
+    return (a - b).abs().max().item() > 1e-6
+
+
+def model(specs: tuple[ArchSpec, ...], **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return BUILD(task(specs), profile="quick", **overrides).double().eval()
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_invariant_to_hidden_permutations(name, generator):
+    spec = SPECS[name]
+    net, ws = model((spec,)), random_weights(spec)
+    out = net(ws)
+    assert torch.allclose(net(permute_hidden(ws, generator)), out, atol=1e-10, rtol=0)
+    assert changed(net(permute_rows_only(ws, 1, generator)), out)
+
+
+def test_invariant_with_probe_features_and_mean_readout(generator):
+    spec = SPECS["cnn-res"]
+    net, ws = model((spec,), probes=4, readout="mean"), random_weights(spec)
+    out = net(ws)
+    assert torch.allclose(net(permute_hidden(ws, generator)), out, atol=1e-10, rtol=0)
+    assert changed(net(permute_rows_only(ws, 2, generator)), out)
+
+
+def test_mixed_batch_invariant_and_in_batch_order(generator):
+    specs = (SPECS["relu4"], SPECS["cnn-res"])
+    net = model(specs)
+    groups = [random_weights(specs[0], 2, 3), random_weights(specs[1], 3, 4)]
+    mixed = MixedWeights.from_groups(groups)[torch.tensor([2, 0, 3, 4, 1])]
+    out = net(mixed)
+    assert out.shape == (5, 10)
+    assert torch.allclose(net(permute_hidden(mixed, generator)), out, atol=1e-10, rtol=0)
+    for g, group in enumerate(mixed.groups):  # each network's prediction ignores its batch mates
+        assert torch.allclose(out[mixed.positions(g)], net(group), atol=1e-10, rtol=0)
+
+
+def test_registered_as_heterogeneous_graph_method():
+    entry = METHODS[NAME]
+    assert entry.build is BUILD and entry.family == "graph" and entry.heterogeneous
+
+
+def test_builder_refuses_what_it_cannot_read():
+    with pytest.raises(UnsupportedArchitecture, match="outputs"):
+        BUILD(task((SPECS["siren"], siren_spec(out_features=3))))
+    BUILD(task((SPECS["siren"], siren_spec(out_features=3))), readout="mean")
+    with pytest.raises(UnsupportedArchitecture, match="probe"):
+        BUILD(task((CNN,)), probes=4, probe_size=2)
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_training_step_mixed_batch_gives_finite_gradients(profile):
+    specs = (SPECS["siren"], SPECS["cnn-res"])
+    torch.manual_seed(0)
+    net = BUILD(task(specs), profile=profile).train()
+    assert net.hparams["layers"] == {"quick": 3, "paper": 4}[profile]
+    mixed = MixedWeights.from_groups([random_weights(specs[0], 2).to(torch.float32),
+                                      random_weights(specs[1], 2).to(torch.float32)])[torch.tensor([0, 2, 1, 3])]
+    loss = torch.nn.functional.cross_entropy(net(mixed), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
