@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-source", type=Path, help="folder of published files or raw data to read")
     p.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="dataset-specific option, e.g. views=2 or steps=500 (repeatable)")
+    p.add_argument("--probes", type=bounded_int(0, 4096), default=0,
+                   help="graph methods: K learned probe inputs whose activations become node features (default 0)")
     p.add_argument("--limit", type=bounded_int(1, 10**9), help="at most N networks (or images) per split")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed networks instead of failing")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results)")
@@ -119,6 +121,11 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[str], LoadOptions]:
     limit = args.limit or (SMOKE_LIMIT if args.smoke else None)
     return names, methods, LoadOptions(root, args.dataset_source, limit, args.skip_invalid,
                                        sys.stderr.isatty(), dict(args.dataset_option))
+
+
+def method_options(method: str, args: argparse.Namespace) -> tuple[tuple[str, int], ...]:
+    """Model options from the command line that apply to ``method`` (probes: graph methods)."""
+    return (("probes", args.probes),) if args.probes and METHODS[method].family == "graph" else ()
 
 
 def run_in_worker(spec: RunSpec, threads: int) -> dict:
@@ -170,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             for seed in seeds:
                 spec = RunSpec(args.suite, name, method, seed, profile, options, args.out, args.epochs,
-                               args.device, args.track, "paper" if args.profile == "paper" else "quick")
+                               args.device, args.track, "paper" if args.profile == "paper" else "quick",
+                               method_options(method, args))
                 old = None if args.force else read_record(spec.path)
                 if old and old["fingerprint"] == spec.fingerprint(dataset.card.get("fingerprint", "")):
                     finished.append(old)

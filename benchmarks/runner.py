@@ -38,6 +38,7 @@ class RunSpec:
     device: str = "cpu"
     track: str = "none"
     model_profile: str = field(default="quick")
+    method_options: tuple[tuple[str, int | float | str], ...] = ()
 
     @property
     def path(self) -> Path:
@@ -46,8 +47,9 @@ class RunSpec:
     def fingerprint(self, dataset_fingerprint: str) -> str:
         entry = METHODS[self.method]
         config = profile_config(self.profile, entry.optim, self.epochs)
+        options = {"method_options": dict(self.method_options)} if self.method_options else {}
         return run_fingerprint({"dataset": dataset_fingerprint, "method": self.method, "seed": self.seed,
-                                "train": config.to_dict(), "model_profile": self.model_profile})
+                                "train": config.to_dict(), "model_profile": self.model_profile, **options})
 
 
 def load_dataset(name: str, options: LoadOptions) -> WeightDataset:
@@ -76,7 +78,7 @@ def execute(spec: RunSpec, dataset: WeightDataset) -> dict:
             raise UnsupportedArchitecture(f"{spec.method} takes one architecture; {spec.dataset} "
                                           f"has {len(dataset.specs)}")
         torch.manual_seed(spec.seed)
-        model = entry.build(info, profile=spec.model_profile)
+        model = entry.build(info, profile=spec.model_profile, **dict(spec.method_options))
     except UnsupportedArchitecture as err:
         record = {**base, "status": "n/a", "reason": str(err)}
         write_record(spec.path, record)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -155,16 +156,5 @@ def load(sset: SirenSet, opts: LoadOptions) -> WeightDataset:
     return cached(directory, recipe, lambda: read(root, sset, views, opts))
 
 
-@register_dataset("nfn-mnist-siren", suite="inr", description="NFN MNIST SIRENs (published files)")
-def load_nfn_mnist(opts: LoadOptions) -> WeightDataset:
-    return load(SETS["nfn-mnist-siren"], opts)
-
-
-@register_dataset("nfn-fmnist-siren", suite="inr", description="NFN Fashion-MNIST SIRENs (published files)")
-def load_nfn_fmnist(opts: LoadOptions) -> WeightDataset:
-    return load(SETS["nfn-fmnist-siren"], opts)
-
-
-@register_dataset("nfn-cifar-siren", suite="inr", description="NFN CIFAR-10 SIRENs, RGB (published files)")
-def load_nfn_cifar(opts: LoadOptions) -> WeightDataset:
-    return load(SETS["nfn-cifar-siren"], opts)
+for _set, _images in zip(SETS.values(), ("MNIST", "Fashion-MNIST", "CIFAR-10, RGB")):
+    register_dataset(_set.name, suite="inr", description=f"NFN {_images} SIRENs (published files)")(partial(load, _set))

@@ -29,6 +29,7 @@ import gzip
 import random
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -301,21 +302,5 @@ def load(zoo: Zoo, opts: LoadOptions) -> WeightDataset:
     return cached(directory, recipe, lambda: read(zoo, folder, split_path, config["activation"], opts))
 
 
-@register_dataset("small-cnn-zoo-cifar10", suite="zoo", description="Small CNN Zoo, CIFAR-10 (grayscale)")
-def load_zoo_cifar10(opts: LoadOptions) -> WeightDataset:
-    return load(ZOOS["small-cnn-zoo-cifar10"], opts)
-
-
-@register_dataset("small-cnn-zoo-svhn", suite="zoo", description="Small CNN Zoo, SVHN (grayscale)")
-def load_zoo_svhn(opts: LoadOptions) -> WeightDataset:
-    return load(ZOOS["small-cnn-zoo-svhn"], opts)
-
-
-@register_dataset("small-cnn-zoo-mnist", suite="zoo", description="Small CNN Zoo, MNIST")
-def load_zoo_mnist(opts: LoadOptions) -> WeightDataset:
-    return load(ZOOS["small-cnn-zoo-mnist"], opts)
-
-
-@register_dataset("small-cnn-zoo-fashion-mnist", suite="zoo", description="Small CNN Zoo, Fashion-MNIST")
-def load_zoo_fashion_mnist(opts: LoadOptions) -> WeightDataset:
-    return load(ZOOS["small-cnn-zoo-fashion-mnist"], opts)
+for _zoo, _images in zip(ZOOS.values(), ("CIFAR-10 (grayscale)", "SVHN (grayscale)", "MNIST", "Fashion-MNIST")):
+    register_dataset(_zoo.name, suite="zoo", description=f"Small CNN Zoo, {_images}")(partial(load, _zoo))

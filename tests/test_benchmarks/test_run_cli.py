@@ -75,6 +75,14 @@ def test_unknown_names_get_one_line_with_the_choices(tmp_path, capsys, args, mes
     assert message in err and err.count("\n") == 0 and "Traceback" not in err
 
 
+def test_probes_reach_the_graph_methods_only(tmp_path):
+    assert cli(tmp_path, "--smoke", "--methods", "ng-gnn", "statnn", "--probes", "4") == 0
+    found = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in records(tmp_path, "smoke")}
+    assert found["ng-gnn"]["config"]["model"]["probes"] == 4
+    assert "probes" not in found["statnn"]["config"]["model"]
+    assert found["ng-gnn"]["robustness"]["permutation"]["output_change"] < 1e-4
+
+
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "-1"], "out of range; valid: 0..2147483647"),
     (["--epochs", "0"], "out of range; valid: 1..100000"),

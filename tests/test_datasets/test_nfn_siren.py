@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from datasets.collection import LoadOptions
+from datasets.registry import DATASETS
 from datasets.sources import nfn_siren
-from datasets.sources.nfn_siren import load_nfn_cifar, load_nfn_mnist, split_of
+from datasets.sources.nfn_siren import split_of
 from datasets.spec import siren_spec
 from datasets.state_dicts import StateDictError
 from datasets.validation import DataNotFound
@@ -52,7 +53,7 @@ def test_split_points_are_nfns():
 
 def test_reads_labels_from_folders_and_splits_by_index(tmp_path, small_points):
     labels = write_sirens(tmp_path / "src" / "siren_mnist_wts")
-    ds = load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path / "src", progress=False))
+    ds = DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path / "src", progress=False))
     assert ds.train.extras["image"].tolist() == [0, 1, 2, 3]
     assert ds.val.extras["image"].tolist() == [4, 5] and ds.test_split().extras["image"].tolist() == [6, 7, 8]
     assert ds.test_split().targets.tolist() == [labels[i] for i in (6, 7, 8)]
@@ -65,20 +66,20 @@ def test_reads_labels_from_folders_and_splits_by_index(tmp_path, small_points):
 
 def test_augmented_copies_only_extend_training(tmp_path, small_points):
     write_sirens(tmp_path / "siren_mnist_wts", views=2)
-    ds = load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path, progress=False, params={"views": "2"}))
+    ds = DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, progress=False, params={"views": "2"}))
     assert len(ds.train) == 12 and len(ds.val) == 2 and len(ds.test_split()) == 3
     assert sorted(ds.train.extras["view"].tolist()) == [0] * 4 + [1] * 4 + [2] * 4
     aug = ds.train.extras["view"] == 2
     assert ds.train.weights.biases[0][aug][:, 0].tolist() == pytest.approx([0.2, 1.2, 2.2, 3.2])
-    base = load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path, progress=False))
+    base = DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, progress=False))
     assert len(base.train) == 4  # the base set never picks up the aug folders
     with pytest.raises(DataNotFound, match="randinit_smaller_aug2"):
-        load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path, progress=False, params={"views": "3"}))
+        DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, progress=False, params={"views": "3"}))
 
 
 def test_cifar_sirens_have_three_outputs(tmp_path, small_points):
     write_sirens(tmp_path / "siren_cifar_wts", n=7, out=3)
-    ds = load_nfn_cifar(LoadOptions(tmp_path / "cache", tmp_path, limit=2, progress=False))
+    ds = DATASETS["nfn-cifar-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, limit=2, progress=False))
     assert ds.train.weights.spec.widths == (2, 32, 32, 3) and [len(ds.train), len(ds.test_split())] == [2, 1]
 
 
@@ -88,8 +89,8 @@ def test_bad_files_fail_or_are_skipped(tmp_path, small_points):
     bad["net.1.linear.bias"][3] = math.nan
     torch.save(bad, tmp_path / "siren_mnist_wts" / "randinit_smaller_6s" / "net2.pth")
     with pytest.raises(StateDictError, match="net2.pth: net.1.linear.bias holds NaN"):
-        load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path, progress=False))
-    ds = load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path, progress=False, skip_invalid=True))
+        DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, progress=False))
+    ds = DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, progress=False, skip_invalid=True))
     assert len(ds.train) == 3 and ds.card["skipped"] == {"nonfinite": 1}
 
 
@@ -97,7 +98,7 @@ def test_duplicate_index_and_missing_data(tmp_path):
     write_sirens(tmp_path / "siren_mnist_wts", n=3)
     torch.save(siren_state(1), tmp_path / "siren_mnist_wts" / "randinit_smaller_0s" / "net1.pth")
     with pytest.raises(ValueError, match="index 1 appears twice"):
-        load_nfn_mnist(LoadOptions(tmp_path / "cache", tmp_path, progress=False))
+        DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "cache", tmp_path, progress=False))
     with pytest.raises(DataNotFound, match="drive.google.com") as err:
-        load_nfn_mnist(LoadOptions(tmp_path / "nothing", progress=False))
+        DATASETS["nfn-mnist-siren"].load(LoadOptions(tmp_path / "nothing", progress=False))
     assert str(tmp_path / "nothing" / "raw" / "nfn-mnist-siren") in str(err.value)

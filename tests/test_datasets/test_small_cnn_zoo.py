@@ -10,7 +10,8 @@ import torch
 
 from datasets.collection import LoadOptions
 from datasets.functional import forward
-from datasets.sources.small_cnn_zoo import load_zoo_cifar10, load_zoo_mnist, split_positions
+from datasets.registry import DATASETS
+from datasets.sources.small_cnn_zoo import split_positions
 from datasets.validation import DataNotFound, InvalidItem
 from datasets.weights import MixedWeights, WeightSpace
 
@@ -70,7 +71,7 @@ def opts(tmp_path, source, **kw):
 
 def test_protocol_matches_nfn_including_the_stray_header(tmp_path):
     weights, metrics = write_zoo(tmp_path / "cifar10")
-    ds = load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10"))
+    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
     expected = nfn_reference(tmp_path / "cifar10", tmp_path / "cifar10" / "cifar10_split.csv")
     got = {"train": ds.train, "val": ds.val, "test": ds.test_split()}
     for name, split in got.items():
@@ -107,7 +108,7 @@ def tf_forward(flat: np.ndarray, images_nhwc: np.ndarray, activation: str) -> np
 
 def test_tf_to_torch_conversion_preserves_the_function(tmp_path):
     weights, metrics = write_zoo(tmp_path / "z", split_name="mnist_split.csv")
-    ds = load_zoo_mnist(opts(tmp_path, tmp_path / "z"))
+    ds = DATASETS["small-cnn-zoo-mnist"].load(opts(tmp_path, tmp_path / "z"))
     images = np.random.default_rng(1).uniform(-1, 1, (5, 28, 28, 1))
     for split in (ds.train, ds.test_split()):
         mixed = split.weights
@@ -122,7 +123,7 @@ def test_tf_to_torch_conversion_preserves_the_function(tmp_path):
 
 def test_activations_become_architecture_groups(tmp_path):
     _, metrics = write_zoo(tmp_path / "cifar10")
-    ds = load_zoo_cifar10(opts(tmp_path, tmp_path))
+    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path))
     mixed = ds.train.weights
     acts = {g: mixed.groups[g].spec.layers[0].activation for g in range(len(mixed.groups))}
     for i, row in enumerate(ds.train.extras["row"].tolist()):
@@ -130,7 +131,7 @@ def test_activations_become_architecture_groups(tmp_path):
     assert {s.layers[0].activation for s in ds.specs} == {"relu", "tanh"}
     assert all(s.layers[0].stride == 2 and s.layers[0].kernel == (3, 3) for s in ds.specs)
     assert ds.specs[0].num_params == 4970 and set(ds.card["activations"]) == {"relu", "tanh"}
-    relu = load_zoo_cifar10(opts(tmp_path, tmp_path, params={"activation": "relu"}))
+    relu = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path, params={"activation": "relu"}))
     assert isinstance(relu.train.weights, WeightSpace) and not relu.heterogeneous
     assert sum(relu.card["networks"].values()) == ds.card["activations"]["relu"]
 
@@ -140,7 +141,7 @@ def test_nonfinite_weights_are_dropped_and_counted(tmp_path):
     final = np.flatnonzero(metrics["step"].to_numpy() == 86)
     weights[final[3], 100] = np.nan
     np.save(tmp_path / "cifar10" / "weights.npy", weights)
-    ds = load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10"))
+    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
     rows = np.concatenate([s.extras["row"].numpy() for s in (ds.train, ds.val, ds.test_split())])
     assert final[3] not in rows and sum(ds.card["skipped"].values()) == 1
 
@@ -153,8 +154,8 @@ def test_bad_target_or_activation_fails_or_is_skipped(tmp_path):
     with gzip.open(tmp_path / "cifar10" / "metrics.csv.gz", "wt") as f:
         metrics.to_csv(f, index=False)
     with pytest.raises(InvalidItem, match="metrics.csv.gz: row .* (not finite|'swish')"):
-        load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10"))
-    ds = load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10", skip_invalid=True))
+        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
+    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10", skip_invalid=True))
     assert ds.card["skipped"] == {"non-finite target": 1, "unsupported activation": 1}
 
 
@@ -164,12 +165,12 @@ def test_corrupt_files_name_the_file(tmp_path):
     raw = path.read_bytes()
     path.write_bytes(raw[:len(raw) // 2])
     with pytest.raises(ValueError, match="weights.npy: cannot read"):
-        load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10"))
+        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
     path.write_bytes(raw)
     metrics = tmp_path / "cifar10" / "metrics.csv.gz"
     metrics.write_bytes(metrics.read_bytes()[:60])
     with pytest.raises(ValueError, match="metrics.csv.gz: cannot read"):
-        load_zoo_cifar10(opts(tmp_path / "b", tmp_path / "cifar10"))
+        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path / "b", tmp_path / "cifar10"))
 
 
 def test_layout_and_split_file_are_checked(tmp_path):
@@ -178,22 +179,22 @@ def test_layout_and_split_file_are_checked(tmp_path):
     table.loc[1, "shape"] = "(3, 3, 2, 16)"
     table.to_csv(tmp_path / "cifar10" / "layout.csv", index=False)
     with pytest.raises(ValueError, match="layout.csv: sequential/conv2d/kernel:0 spans"):
-        load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10"))
+        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
     layout_table().to_csv(tmp_path / "cifar10" / "layout.csv", index=False)
     (tmp_path / "cifar10" / "cifar10_split.csv").write_text("0\n5\n99\n")
     with pytest.raises(ValueError, match="cifar10_split.csv: row numbers must lie in \\[0, 40\\)"):
-        load_zoo_cifar10(opts(tmp_path, tmp_path / "cifar10"))
+        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
 
 
 def test_missing_files_say_what_to_download(tmp_path):
     with pytest.raises(DataNotFound, match="smallcnnzoo-dataset/cifar10.tar.xz") as err:
-        load_zoo_cifar10(LoadOptions(tmp_path, progress=False))
+        DATASETS["small-cnn-zoo-cifar10"].load(LoadOptions(tmp_path, progress=False))
     assert str(tmp_path / "raw" / "small-cnn-zoo" / "cifar10") in str(err.value)
     write_zoo(tmp_path / "z")
     (tmp_path / "z" / "cifar10_split.csv").unlink()
     with pytest.raises(DataNotFound, match="predict_gen_data_splits"):
-        load_zoo_cifar10(opts(tmp_path, tmp_path / "z"))
+        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "z"))
     (tmp_path / "elsewhere.csv").write_text("\n".join(map(str, range(40))))
-    ds = load_zoo_cifar10(opts(tmp_path, tmp_path / "z", limit=2,
+    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "z", limit=2,
                                params={"split_file": str(tmp_path / "elsewhere.csv")}))
     assert len(ds.train) == 2 and ds.card["split_file"] == str(tmp_path / "elsewhere.csv")

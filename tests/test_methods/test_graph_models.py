@@ -1,7 +1,7 @@
-"""NG-T: exact invariance to hidden-neuron permutations (MLPs, CNNs with and without
-residuals, mixed batches, probe features), sparse and dense attention, negative control,
-batch-order consistency of mixed batches, builder refusals, training steps for both
-profiles."""
+"""NG-GNN and NG-T (sparse and dense attention): exact invariance to hidden-neuron
+permutations (MLPs, CNNs with and without residuals, mixed batches, probe features),
+negative control, batch-order consistency of mixed batches, builder refusals, training
+steps for both profiles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
-from methods.ng_t import build_ng_t
 
 torch.set_num_threads(1)
 
@@ -21,8 +20,8 @@ CNN = ArchSpec((Layer("conv", 8, 1, (3, 3), 2, 0, "relu"), Layer("conv", 8, 8, (
                 Layer("linear", 10, 8)))
 SPECS = {"siren": siren_spec(out_features=10), "relu4": mlp_spec([2, 16, 16, 16, 10], "relu"),
          "cnn": CNN, "cnn-res": ArchSpec(CNN.layers, residual=((1, 2),))}
-NAME = "ng-t"
-BUILD = build_ng_t
+# (method, options): NG-T's attention runs over the graph's edges or over all pairs
+VARIANTS = {"ng-gnn": ("ng-gnn", {}), "ng-t": ("ng-t", {}), "ng-t-dense": ("ng-t", {"dense": True})}
 
 
 def random_weights(spec: ArchSpec, batch: int = 3, seed: int = 0) -> WeightSpace:
@@ -39,33 +38,35 @@ def changed(a: torch.Tensor, b: torch.Tensor) -> bool:
     return (a - b).abs().max().item() > 1e-6
 
 
-def model(specs: tuple[ArchSpec, ...], **overrides) -> torch.nn.Module:
+def model(variant: str, specs: tuple[ArchSpec, ...], **overrides) -> torch.nn.Module:
+    method, options = VARIANTS[variant]
     torch.manual_seed(0)
-    return BUILD(task(specs), profile="quick", **overrides).double().eval()
+    return METHODS[method].build(task(specs), profile="quick", **options, **overrides).double().eval()
 
 
-@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_invariant_to_hidden_permutations(name, dense, generator):
+def test_invariant_to_hidden_permutations(variant, name, generator):
     spec = SPECS[name]
-    net, ws = model((spec,), dense=dense), random_weights(spec)
+    net, ws = model(variant, (spec,)), random_weights(spec)
     out = net(ws)
     assert torch.allclose(net(permute_hidden(ws, generator)), out, atol=1e-10, rtol=0)
     assert changed(net(permute_rows_only(ws, 1, generator)), out)
 
 
-def test_invariant_with_probe_features_and_mean_readout(generator):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_invariant_with_probe_features_and_mean_readout(variant, generator):
     spec = SPECS["cnn-res"]
-    net, ws = model((spec,), probes=4, readout="mean"), random_weights(spec)
+    net, ws = model(variant, (spec,), probes=4, readout="mean"), random_weights(spec)
     out = net(ws)
     assert torch.allclose(net(permute_hidden(ws, generator)), out, atol=1e-10, rtol=0)
     assert changed(net(permute_rows_only(ws, 2, generator)), out)
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_mixed_batch_invariant_and_in_batch_order(dense, generator):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mixed_batch_invariant_and_in_batch_order(variant, generator):
     specs = (SPECS["relu4"], SPECS["cnn-res"])
-    net = model(specs, dense=dense)
+    net = model(variant, specs)
     groups = [random_weights(specs[0], 2, 3), random_weights(specs[1], 3, 4)]
     mixed = MixedWeights.from_groups(groups)[torch.tensor([2, 0, 3, 4, 1])]
     out = net(mixed)
@@ -75,32 +76,36 @@ def test_mixed_batch_invariant_and_in_batch_order(dense, generator):
         assert torch.allclose(out[mixed.positions(g)], net(group), atol=1e-10, rtol=0)
 
 
-def test_registered_as_heterogeneous_graph_method():
-    entry = METHODS[NAME]
-    assert entry.build is BUILD and entry.family == "graph" and entry.heterogeneous
+@pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
+def test_registered_as_heterogeneous_graph_method(method):
+    entry = METHODS[method]
+    assert entry.family == "graph" and entry.heterogeneous and entry.invariant
 
 
-def test_dense_variant_shares_the_parameters_but_attends_over_all_pairs():
+def test_dense_attention_shares_the_parameters_but_attends_over_all_pairs():
     spec = SPECS["relu4"]
-    sparse, dense, ws = model((spec,)), model((spec,), dense=True), random_weights(spec)
+    sparse, dense, ws = model("ng-t", (spec,)), model("ng-t-dense", (spec,)), random_weights(spec)
     assert dense.load_state_dict(sparse.state_dict(), strict=False).missing_keys == ["no_edge"]
     assert dense.hparams["dense"] and not sparse.hparams["dense"]
     assert changed(dense(ws), sparse(ws))  # non-edges (and the node itself) join the attention
 
 
-def test_builder_refuses_what_it_cannot_read():
+@pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
+def test_builder_refuses_what_it_cannot_read(method):
+    build = METHODS[method].build
     with pytest.raises(UnsupportedArchitecture, match="outputs"):
-        BUILD(task((SPECS["siren"], siren_spec(out_features=3))))
-    BUILD(task((SPECS["siren"], siren_spec(out_features=3))), readout="mean")
+        build(task((SPECS["siren"], siren_spec(out_features=3))))
+    build(task((SPECS["siren"], siren_spec(out_features=3))), readout="mean")
     with pytest.raises(UnsupportedArchitecture, match="probe"):
-        BUILD(task((CNN,)), probes=4, probe_size=2)
+        build(task((CNN,)), probes=4, probe_size=2)
 
 
+@pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
 @pytest.mark.parametrize("profile", ["quick", "paper"])
-def test_training_step_mixed_batch_gives_finite_gradients(profile):
+def test_training_step_mixed_batch_gives_finite_gradients(method, profile):
     specs = (SPECS["siren"], SPECS["cnn-res"])
     torch.manual_seed(0)
-    net = BUILD(task(specs), profile=profile).train()
+    net = METHODS[method].build(task(specs), profile=profile).train()
     assert net.hparams["layers"] == {"quick": 3, "paper": 4}[profile]
     mixed = MixedWeights.from_groups([random_weights(specs[0], 2).to(torch.float32),
                                       random_weights(specs[1], 2).to(torch.float32)])[torch.tensor([0, 2, 1, 3])]
