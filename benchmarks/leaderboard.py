@@ -3,7 +3,7 @@
 ``python -m benchmarks.leaderboard [--out results]`` writes ``results/leaderboard.md``. Per
 profile, suite and dataset: one row per method with mean +- std over seeds of the test
 metrics and of the metric on each robustness transform, the mean output change under it,
-parameters and training time; methods that cannot take the dataset show "n/a".
+parameters, training time, training throughput and peak memory; methods that cannot take the dataset show "n/a".
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def table(records: list[dict], metrics: tuple[str, ...]) -> list[str]:
     head = ["method"] + [METRIC_LABELS.get(m, m) for m in metrics]
     for t in transforms:
         head += [f"{METRIC_LABELS.get(primary, primary)} ({t})", f"Δ output ({t})"]
-    head += ["params", "train s", "seeds"]
+    head += ["params", "train s", "samples/s", "peak MB", "seeds"]
     rows = []
     for method, runs in by_method.items():
         ok = [r for r in runs if r["status"] == "ok"]
@@ -61,6 +61,8 @@ def table(records: list[dict], metrics: tuple[str, ...]) -> list[str]:
             cells += [_fmt_metric(primary, [x["test"][primary] for x in rob]),
                       mean_std([x["output_change"] for x in rob], 1.0, 4)]
         cells += [f"{ok[0]['parameters']:,}", mean_std([r["train_seconds"] for r in ok], 1.0, 1),
+                  mean_std([r["samples_per_second"] for r in ok if "samples_per_second" in r], 1.0, 0),
+                  mean_std([r["peak_memory_mb"] for r in ok if "peak_memory_mb" in r], 1.0, 0),
                   str(len(ok)) + (f" (+{len(runs) - len(ok)} failed)" if len(runs) > len(ok) else "")]
         score = statistics.mean(r["metrics"][primary] for r in ok)
         rows.append((-score if METRICS[primary].higher_is_better else score, cells))

@@ -16,7 +16,12 @@ from torch import Tensor
 
 from datasets.functional import forward
 from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
-from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, symmetry_classes
+from datasets.symmetry import (
+    flip_signs,
+    permute_hidden,
+    rescale_positive,
+    symmetry_classes,
+)
 from datasets.weights import Weights, WeightSpace, as_mixed
 
 TOLERANCE = 1e-6

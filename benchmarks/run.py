@@ -2,8 +2,8 @@
 
 Loads (building where needed) every dataset of the suite, trains every registered method
 that applies on every seed under the one protocol, writes one record per run, and prints
-the leaderboard. Finished runs are skipped unless ``--force``; a run killed at any moment
-loses nothing already finished.
+the leaderboard. Finished runs are skipped unless ``--force`` (runs that ended "n/a" or
+"failed" are tried again); a run killed at any moment loses nothing already finished.
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = "smoke" if args.smoke else args.profile
     seeds = [args.seeds[0]] if args.smoke else sorted(set(args.seeds))
     suite = SUITES[args.suite]
+    epochs = args.epochs or suite.epochs.get(profile)
     start = time.perf_counter()
     todo, loaded, finished = [], {}, []
     for name in names:
@@ -176,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info(render_card(dataset.card))
         for method in methods:
             for seed in seeds:
-                spec = RunSpec(args.suite, name, method, seed, profile, options, args.out, args.epochs,
+                spec = RunSpec(args.suite, name, method, seed, profile, options, args.out, epochs,
                                args.device, args.track, "paper" if args.profile == "paper" else "quick",
                                method_options(method, args))
                 old = None if args.force else read_record(spec.path)
-                if old and old["fingerprint"] == spec.fingerprint(dataset.card.get("fingerprint", "")):
+                if (old and old["status"] == "ok"
+                        and old["fingerprint"] == spec.fingerprint(dataset.card.get("fingerprint", ""))):
                     finished.append(old)
                     continue
                 todo.append(spec)

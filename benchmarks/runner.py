@@ -14,11 +14,19 @@ import torch
 
 from benchmarks.evaluation import evaluate_test
 from benchmarks.protocol import profile_config, train
-from benchmarks.records import SCHEMA_VERSION, environment, record_path, run_fingerprint, write_record
+from benchmarks.records import (
+    SCHEMA_VERSION,
+    environment,
+    record_path,
+    run_fingerprint,
+    write_record,
+)
+from benchmarks.shared_shape import SharedShape, shared_shape_task
 from benchmarks.suites import SUITES
 from benchmarks.tracking import Tracker
 from datasets.collection import LoadOptions, WeightDataset
 from datasets.registry import DATASETS, METHODS, UnsupportedArchitecture
+from datasets.spec import shared_shape
 
 log = logging.getLogger("wsbench")
 
@@ -56,11 +64,46 @@ def load_dataset(name: str, options: LoadOptions) -> WeightDataset:
     return DATASETS[name].load(options)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window: CUDA's counter, or on Linux the process's peak
+    resident set size (``/proc/self/clear_refs``), so that a worker's earlier runs do not
+    count."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory of this run, or the process's peak resident set size on a CPU."""
+    """Peak CUDA memory since :func:`reset_peak_memory`, or the process's peak resident set
+    size on a CPU (``VmHWM``; the lifetime peak where ``/proc`` is missing)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_model(spec: RunSpec, dataset: WeightDataset) -> torch.nn.Module:
+    """The method for the dataset's architectures; a method that takes one architecture
+    gets networks that differ only in activation as their shared weight shape."""
+    entry, options = METHODS[spec.method], dict(spec.method_options)
+    torch.manual_seed(spec.seed)
+    if not dataset.heterogeneous or entry.heterogeneous:
+        return entry.build(dataset.task_info(), profile=spec.model_profile, **options)
+    shape = shared_shape(dataset.specs)
+    if shape is None:
+        raise UnsupportedArchitecture(f"{spec.method} takes one architecture; {spec.dataset} "
+                                      f"has {len(dataset.specs)} with different weight shapes")
+    return SharedShape(entry.build(shared_shape_task(dataset, shape), profile=spec.model_profile,
+                                   **options), shape)
 
 
 def execute(spec: RunSpec, dataset: WeightDataset) -> dict:
@@ -72,20 +115,14 @@ def execute(spec: RunSpec, dataset: WeightDataset) -> dict:
             "fingerprint": spec.fingerprint(dataset.card.get("fingerprint", "")),
             "dataset_fingerprint": dataset.card.get("fingerprint"),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    info = dataset.task_info()
     try:
-        if dataset.heterogeneous and not entry.heterogeneous:
-            raise UnsupportedArchitecture(f"{spec.method} takes one architecture; {spec.dataset} "
-                                          f"has {len(dataset.specs)}")
-        torch.manual_seed(spec.seed)
-        model = entry.build(info, profile=spec.model_profile, **dict(spec.method_options))
+        model = build_model(spec, dataset)
     except UnsupportedArchitecture as err:
         record = {**base, "status": "n/a", "reason": str(err)}
         write_record(spec.path, record)
         return record
     config = profile_config(spec.profile, entry.optim, spec.epochs)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     tracker = Tracker.start(spec.track, spec, config)
     try:
         result = train(model, dataset.train, dataset.val, task=dataset.task, metrics=suite.metrics,

@@ -11,7 +11,9 @@ network's trajectory does not depend on what else is in its chunk.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +23,8 @@ from tqdm.auto import tqdm
 from datasets.functional import forward
 from datasets.spec import ArchSpec, siren_spec
 from datasets.weights import WeightSpace
+
+log = logging.getLogger("wsbench")
 
 
 @dataclass(frozen=True)
@@ -69,14 +73,40 @@ def psnr(prediction: Tensor, target: Tensor) -> Tensor:
     return -10 * torch.log10(mse)
 
 
+def _fitting_loss(spec: ArchSpec, coords: Tensor, compile: bool) -> Callable[[WeightSpace, Tensor], Tensor]:
+    """Sum over networks of each network's mean squared error; with ``compile``, passed
+    through ``torch.compile`` (fuses the element-wise work of forward and backward; about
+    2x on a CPU for 28x28 images), falling back to eager if compiling fails."""
+    def loss(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        prediction = forward(WeightSpace(spec, weights, biases), coords)
+        return (prediction - target).pow(2).mean(dim=(1, 2)).sum()
+
+    if not compile:
+        return lambda ws, target: loss(ws.weights, ws.biases, target)
+    compiled = torch.compile(loss, dynamic=False)
+
+    def guarded(ws: WeightSpace, target: Tensor) -> Tensor:
+        nonlocal compiled
+        try:
+            return compiled(ws.weights, ws.biases, target)
+        except Exception as err:  # no C compiler, unsupported platform: same loss, eager
+            log.warning("torch.compile failed (%s: %s); fitting without it", type(err).__name__, err)
+            compiled = loss
+            return loss(ws.weights, ws.biases, target)
+
+    return guarded
+
+
 def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
-               description: str = "fitting SIRENs") -> tuple[WeightSpace, Tensor]:
-    """Fit one SIREN per image. ``images``: ``(N, C, H, W)`` in [0, 1].
+               description: str = "fitting SIRENs", compile: bool = False) -> tuple[WeightSpace, Tensor]:
+    """Fit one SIREN per image. ``images``: ``(N, C, H, W)`` in [0, 1]. ``compile`` changes
+    the speed, not the recipe (results equal up to float rounding).
     Returns the weights and each INR's PSNR (dB) after the last step."""
     count, channels, height, width = images.shape
     spec = siren_spec(recipe.hidden, recipe.depth, 2, channels, recipe.omega)
     coords = pixel_grid(height, width)
     targets = images.flatten(2).transpose(1, 2).float()  # (N, H*W, C), x fastest
+    loss_of = _fitting_loss(spec, coords, compile)
     generator = torch.Generator().manual_seed(recipe.seed)
     parts, scores = [], []
     bar = tqdm(total=count * recipe.steps, desc=description, unit="step", unit_scale=True,
@@ -88,8 +118,7 @@ def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
         optimiser = torch.optim.Adam(params, lr=recipe.lr)
         for _ in range(recipe.steps):
             optimiser.zero_grad(set_to_none=True)
-            loss = (forward(ws, coords) - target).pow(2).mean(dim=(1, 2)).sum()
-            loss.backward()
+            loss_of(ws, target).backward()
             optimiser.step()
             bar.update(len(target))
         ws = ws.map(lambda t: t.detach())

@@ -10,7 +10,7 @@ channel of the last conv layer is one input neuron of the following linear layer
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sine", "sigmoid")
 ODD_ACTIVATIONS = frozenset({"identity", "tanh", "sine"})
@@ -138,6 +138,24 @@ class ArchSpec:
         kind = "conv " if self.is_conv else ""
         res = " +res" if self.residual else ""
         return f"{kind}{body} {'/'.join(acts) or 'linear'}{res}"
+
+
+def shared_shape(specs: tuple[ArchSpec, ...] | list[ArchSpec]) -> ArchSpec | None:
+    """One spec for architectures that differ only in their activations (the Small CNN
+    Zoo's ReLU and tanh networks), so that a method which reads the weights but not the
+    activations can take them as one weight space; ``None`` if their weight shapes differ.
+    Its layers carry the activation ``identity``: it describes shapes, not a function."""
+    def shape(spec: ArchSpec) -> tuple:
+        return (tuple(replace(layer, activation="identity", omega=1.0) for layer in spec.layers),
+                spec.residual, spec.output_offset)
+
+    shapes = {shape(s) for s in specs}
+    if len(shapes) != 1:
+        return None
+    layers, residual, offset = shapes.pop()
+    acts = sorted({layer.activation for spec in specs for layer in spec.layers[:-1]})
+    body = ArchSpec(layers, residual, offset).describe().rsplit(" ", 1)[0]
+    return ArchSpec(layers, residual, offset, name=f"{body}, shared by {'/'.join(acts)} networks")
 
 
 def mlp_spec(widths: list[int] | tuple[int, ...], activation: str = "relu", omega: float = 1.0,

@@ -211,6 +211,23 @@ class MixedWeights:
 Weights = WeightSpace | MixedWeights
 
 
+def as_shape(weights: Weights, spec: ArchSpec) -> WeightSpace:
+    """The batch as one ``WeightSpace`` of ``spec``, in batch order; every network must
+    have ``spec``'s weight shapes (``datasets.spec.shared_shape``)."""
+    mixed = as_mixed(weights)
+    positions = [mixed.positions(g).to(mixed.device) for g in range(len(mixed.groups))]
+
+    def gather(tensors: Sequence[Tensor]) -> Tensor:
+        out = tensors[0].new_empty((len(mixed), *tensors[0].shape[1:]))
+        for pos, t in zip(positions, tensors):
+            out[pos] = t
+        return out
+
+    layers = range(len(spec.layers))
+    return WeightSpace(spec, tuple(gather([g.weights[i] for g in mixed.groups]) for i in layers),
+                       tuple(gather([g.biases[i] for g in mixed.groups]) for i in layers))
+
+
 def as_mixed(weights: Weights) -> MixedWeights:
     """View any batch as a ``MixedWeights`` (one group for a ``WeightSpace``)."""
     return weights if isinstance(weights, MixedWeights) else MixedWeights.from_groups([weights])

@@ -1,19 +1,15 @@
 """Benchmark: fit N MNIST INRs (DWSNets recipe) from the IDX files and report speed and quality.
 
     python scripts/bench_inr_fit.py --source /path/to/mnist --n 512 --steps 300 --lr 5e-3 \
-        --threads 1 --chunk 32 [--impl shared|shared-compiled] [--check]
+        --threads 1 --chunk 32 [--compile [--check]]
 
 Prints INRs per second, the PSNR distribution, the per-layer weight/bias std beside the
 published DWSNets MNIST INRs', and the extrapolated time for 10,000 and 70,000 INRs.
-
-``--impl``:
-- ``shared``: ``datasets.inr_fitting.fit_sirens`` as it is (autograd, ``torch.optim.Adam``).
-- ``shared-compiled``: the same loop with the loss (SIREN forward + MSE) passed through
-  ``torch.compile`` (AOTAutograd fuses the element-wise work of forward and backward; Adam
-  unchanged). ``--check`` fits the first chunk with ``fit_sirens`` too and prints the
-  largest weight difference (float rounding only). A hand-written gradient with a fused
-  Adam step was also tried: eager it is slower than autograd, compiled it is no faster than
-  compiling the loss, so it is not kept.
+``--compile`` passes the fitting loss (SIREN forward + MSE) through ``torch.compile``
+(``datasets.inr_fitting.fit_sirens(compile=True)``, what the MNIST / CIFAR builders use);
+``--check`` also fits the first chunk the other way and prints the largest weight
+difference (float rounding only). A hand-written gradient with a fused Adam step was also
+tried: eager it is slower than autograd, compiled no faster than compiling the loss.
 """
 
 from __future__ import annotations
@@ -24,52 +20,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.card import PUBLISHED_MNIST_INR_STD, summary  # noqa: E402
-from datasets.functional import forward  # noqa: E402
 from datasets.idx import read_split  # noqa: E402
-from datasets.inr_fitting import SirenRecipe, fit_sirens, pixel_grid, psnr, siren_init  # noqa: E402
-from datasets.spec import siren_spec  # noqa: E402
-from datasets.weights import WeightSpace  # noqa: E402
-
-
-def fit_shared_compiled(images: Tensor, recipe: SirenRecipe) -> tuple[WeightSpace, Tensor]:
-    """``fit_sirens``' loop with the loss compiled by ``torch.compile``."""
-    count, channels, height, width = images.shape
-    spec = siren_spec(recipe.hidden, recipe.depth, 2, channels, recipe.omega)
-    coords = pixel_grid(height, width)
-    targets = images.flatten(2).transpose(1, 2).float()
-    generator = torch.Generator().manual_seed(recipe.seed)
-
-    def loss_fn(weights, biases, target):
-        return (forward(WeightSpace(spec, weights, biases), coords) - target).pow(2).mean(dim=(1, 2)).sum()
-
-    loss_c = torch.compile(loss_fn, dynamic=False)
-    parts, scores = [], []
-    for start in range(0, count, recipe.chunk):
-        target = targets[start:start + recipe.chunk]
-        ws = siren_init(spec, len(target), generator)
-        weights = tuple(t.requires_grad_() for t in ws.weights)
-        biases = tuple(t.requires_grad_() for t in ws.biases)
-        optimiser = torch.optim.Adam([*weights, *biases], lr=recipe.lr)
-        for _ in range(recipe.steps):
-            optimiser.zero_grad(set_to_none=True)
-            loss_c(weights, biases, target).backward()
-            optimiser.step()
-        ws = WeightSpace(spec, weights, biases).map(lambda t: t.detach())
-        with torch.no_grad():
-            scores.append(psnr(forward(ws, coords), target))
-        parts.append(ws)
-    return WeightSpace.cat(parts), torch.cat(scores)
-
-
-def run(impl: str, images: Tensor, recipe: SirenRecipe) -> tuple[WeightSpace, Tensor]:
-    if impl == "shared":
-        return fit_sirens(images, recipe, progress=False)
-    return fit_shared_compiled(images, recipe)
+from datasets.inr_fitting import SirenRecipe, fit_sirens  # noqa: E402
 
 
 def main() -> None:
@@ -81,20 +37,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--chunk", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--impl", choices=["shared", "shared-compiled"], default="shared")
-    p.add_argument("--check", action="store_true", help="compare the first chunk with fit_sirens")
+    p.add_argument("--compile", action="store_true", help="compile the fitting loss (torch.compile)")
+    p.add_argument("--check", action="store_true", help="with --compile: compare the first chunk with eager fitting")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     images = torch.from_numpy(read_split(args.source, "train")[0][:args.n, None]).float() / 255
     recipe = SirenRecipe(steps=args.steps, lr=args.lr, chunk=args.chunk, seed=args.seed)
-    if args.impl != "shared":  # compile / warm up outside the timing
-        run(args.impl, images[:args.chunk], SirenRecipe(steps=2, lr=args.lr, chunk=args.chunk))
+    if args.compile:  # compile / warm up outside the timing
+        fit_sirens(images[:args.chunk], SirenRecipe(steps=2, lr=args.lr, chunk=args.chunk), progress=False,
+                   compile=True)
     start = time.perf_counter()
-    ws, scores = run(args.impl, images, recipe)
+    ws, scores = fit_sirens(images, recipe, progress=False, compile=args.compile)
     seconds = time.perf_counter() - start
     rate = len(ws) / seconds
     stats = summary(scores)
-    print(f"impl={args.impl} n={len(ws)} steps={args.steps} lr={args.lr} chunk={args.chunk} "
+    print(f"compile={args.compile} n={len(ws)} steps={args.steps} lr={args.lr} chunk={args.chunk} "
           f"threads={args.threads}: {rate:.2f} INRs/s ({rate * args.steps:.0f} INR-steps/s), {seconds:.1f} s")
     print(f"PSNR dB: min {stats['min']:.2f}  p05 {stats['p05']:.2f}  median {stats['median']:.2f}  "
           f"mean {stats['mean']:.2f}  max {stats['max']:.2f}")
@@ -105,7 +62,7 @@ def main() -> None:
     print(f"extrapolated: 10,000 INRs in {10_000 / rate / 60:.1f} min, 70,000 in {70_000 / rate / 3600:.2f} h")
     if args.check:
         head = SirenRecipe(steps=args.steps, lr=args.lr, chunk=args.chunk, seed=args.seed)
-        ref, _ = fit_sirens(images[:args.chunk], head, progress=False)
+        ref, _ = fit_sirens(images[:args.chunk], head, progress=False, compile=not args.compile)
         diff = max((a - b).abs().max().item() for a, b in zip(ref.flatten().T, ws[:args.chunk].flatten().T))
         print(f"largest weight difference from fit_sirens on the first chunk: {diff:.3g}")
 

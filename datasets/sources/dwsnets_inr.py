@@ -55,7 +55,8 @@ NUM_CLASSES = 10
 VAL_SEED = 0
 DWSNETS_URL = "https://www.dropbox.com/sh/56pakaxe58z29mq/AABtWNkRYroLYe_cE3c90DXVa?dl=0"
 # Tuned for 28x28 images on a CPU (scripts/bench_inr_fit.py; numbers in the data card).
-DEFAULTS = {**SirenRecipe(steps=300, lr=5e-3, chunk=32).to_dict(), "export": ""}
+# ``compile`` (1/0) changes the fitting speed, not the recipe, so it is not in the fingerprint.
+DEFAULTS = {**SirenRecipe(steps=300, lr=5e-3, chunk=32).to_dict(), "export": "", "compile": 1}
 
 
 @dataclass(frozen=True)
@@ -255,8 +256,10 @@ def split_indices(n_train: int, n_test: int, val_fraction: float, limit: int | N
     return {k: v[:limit] if limit else v for k, v in index.items()}
 
 
-def build(coll: Collection, source: Path, config: dict, opts: LoadOptions) -> WeightDataset:
-    """Fit one SIREN per image of the selected splits and assemble the dataset."""
+def build(coll: Collection, source: Path, config: dict, opts: LoadOptions,
+          compile_loss: bool = True) -> WeightDataset:
+    """Fit one SIREN per image of the selected splits (``compile_loss``: through
+    ``torch.compile``) and assemble the dataset."""
     data = read_images(coll, source)
     val_fraction = 5000 / (60000 if coll.images == "idx" else 50000)
     index = split_indices(len(data["train"][0]), len(data["test"][0]), val_fraction, opts.limit)
@@ -265,7 +268,7 @@ def build(coll: Collection, source: Path, config: dict, opts: LoadOptions) -> We
     recipe = SirenRecipe(**{k: v for k, v in config.items() if k in SirenRecipe.__dataclass_fields__})
     start = time.perf_counter()
     ws, scores = fit_sirens(torch.from_numpy(images).float() / 255, recipe, progress=opts.progress,
-                            description=f"{coll.name}: fitting SIRENs")
+                            description=f"{coll.name}: fitting SIRENs", compile=compile_loss)
     seconds = time.perf_counter() - start
     splits, at = {}, 0
     for s in SPLITS:
@@ -280,6 +283,7 @@ def build(coll: Collection, source: Path, config: dict, opts: LoadOptions) -> We
                  f"test = the test images",
         **_common_card(splits),
         "fit": {"steps": recipe.steps, "lr": recipe.lr, "optimizer": "Adam", "chunk": recipe.chunk,
+                "compiled": compile_loss,
                 "seconds": round(seconds, 1), "inrs_per_second": round(len(ws) / max(seconds, 1e-9), 2)},
         "psnr_db": summary(scores) if len(scores) else {},
     }
@@ -374,7 +378,7 @@ def load(coll: Collection, opts: LoadOptions) -> WeightDataset:
     """Read the published INRs if present in the source, else build (or load the cached
     build); then export if asked."""
     config = parse_params(opts.params, DEFAULTS)
-    target = config.pop("export")
+    target, compile_loss = config.pop("export"), bool(config.pop("compile"))
     source = Path(opts.source) if opts.source else opts.root / "raw" / coll.raw_folder
     pub = find_published(source, coll) if coll.readable else None
     sub = f"limit{opts.limit}" if opts.limit else "full"
@@ -387,7 +391,8 @@ def load(coll: Collection, opts: LoadOptions) -> WeightDataset:
         if not _has_raw_images(coll, source):
             raise _missing(coll, source)
         recipe = {"dataset": coll.name, "origin": "built", "limit": opts.limit, "val_seed": VAL_SEED, **config}
-        ds = cached(opts.root / coll.name / "built" / sub, recipe, lambda: build(coll, source, config, opts))
+        ds = cached(opts.root / coll.name / "built" / sub, recipe,
+                    lambda: build(coll, source, config, opts, compile_loss))
     if target:
         export(ds, coll, Path(target), opts.progress)
     return ds
@@ -397,7 +402,7 @@ def load(coll: Collection, opts: LoadOptions) -> WeightDataset:
 def load_mnist_inr(opts: LoadOptions) -> WeightDataset:
     """``mnist-inr``: source (default ``root/raw/mnist``) holds the published DWSNets files or
     the MNIST IDX files. Options: ``steps``, ``lr``, ``chunk``, ``seed``, ``hidden``, ``depth``,
-    ``omega`` (building), ``export=DIR``."""
+    ``omega`` (building), ``compile=0`` (fit without ``torch.compile``), ``export=DIR``."""
     return load(COLLECTIONS["mnist-inr"], opts)
 
 

@@ -14,6 +14,7 @@ def record(method, seed, acc, perm_acc, change, status="ok"):
     if status != "ok":
         return {**base, "reason": "takes MLPs only"}
     return {**base, "metrics": {"accuracy": acc}, "best_epoch": 3, "parameters": 1234, "train_seconds": 10.0 + seed,
+            "samples_per_second": 1000.0 * (seed + 1), "peak_memory_mb": 512.0,
             "robustness": {"permutation": {"test": {"accuracy": perm_acc}, "output_change": change,
                                            "function_error": 0.0}}}
 

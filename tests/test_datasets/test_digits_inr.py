@@ -36,6 +36,15 @@ def test_builder_reaches_30_db_on_digits():
     assert (rendered - images[:, 0]).abs().mean() < 0.02
 
 
+def test_compiled_fitting_is_the_same_recipe():
+    images = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    recipe = SirenRecipe(steps=5, lr=3e-3, chunk=2)
+    eager, eager_psnr = fit_sirens(images, recipe, progress=False)
+    compiled, compiled_psnr = fit_sirens(images, recipe, progress=False, compile=True)
+    assert torch.allclose(eager.flatten(), compiled.flatten(), atol=1e-5)
+    assert torch.allclose(eager_psnr, compiled_psnr, atol=1e-3)
+
+
 def test_splits_are_by_image_stratified_and_fixed():
     labels = load_digits().target
     a, b = split_images(labels), split_images(labels)

@@ -188,7 +188,7 @@ def write_cifar_batches(directory, n=3):
 
 def test_cifar10_inr_is_built_with_three_output_channels(tmp_path):
     write_cifar_batches(tmp_path / "src" / "cifar-10-batches-py")
-    ds = load_cifar10_inr(opts(tmp_path, tmp_path / "src", params={"steps": "60"}))
+    ds = load_cifar10_inr(opts(tmp_path, tmp_path / "src", params={"steps": "60", "compile": "0"}))
     # 15 training images: 10% (2) validation
     assert [len(ds.train), len(ds.val), len(ds.test_split())] == [13, 2, 3]
     assert ds.train.weights.spec == siren_spec(out_features=3)

@@ -38,6 +38,8 @@ def write_raw(directory, n_train=24, n_test=4):
 
 
 def opts(tmp_path, source, **params):
+    """Eager fitting: compiling would dominate these tiny builds (tested in test_digits_inr)."""
+    params = {"compile": 0, **params}
     return LoadOptions(tmp_path / "cache", source, progress=False, params={k: str(v) for k, v in params.items()})
 
 
@@ -70,7 +72,7 @@ def test_builds_from_idx_files_with_the_recipe_in_the_card(tmp_path):
 def test_limit_selects_a_subset(tmp_path):
     write_raw(tmp_path / "raw")
     ds = load_mnist_inr(LoadOptions(tmp_path / "cache", tmp_path / "raw", limit=3, progress=False,
-                                    params={"steps": "2"}))
+                                    params={"steps": "2", "compile": "0"}))
     assert [len(ds.train), len(ds.val), len(ds.test_split())] == [3, 2, 3]
 
 

@@ -1,0 +1,70 @@
+"""Methods that take one architecture on zoos whose networks differ only in activation."""
+
+import pytest
+import torch
+
+import baselines  # noqa: F401
+from benchmarks.runner import RunSpec, build_model
+from benchmarks.shared_shape import SharedShape
+from datasets.collection import LoadOptions, Split, WeightDataset
+from datasets.registry import UnsupportedArchitecture
+from datasets.spec import ArchSpec, Layer, shared_shape
+from datasets.symmetry import permute_hidden
+from datasets.weights import MixedWeights, WeightSpace, as_shape
+
+
+def cnn(activation: str, width: int = 4) -> ArchSpec:
+    return ArchSpec((Layer("conv", width, 1, (3, 3), 2, 1, activation),
+                     Layer("conv", width, width, (3, 3), 2, 1, activation), Layer("linear", 10, width)))
+
+
+def zoo(specs, rows=6, seed=0) -> MixedWeights:
+    g = torch.Generator().manual_seed(seed)
+    groups = [WeightSpace.from_flat(s, torch.randn(rows, s.num_params, generator=g)) for s in specs]
+    return MixedWeights.from_groups(groups)[torch.randperm(rows * len(specs), generator=g)]
+
+
+def dataset(specs) -> WeightDataset:
+    splits = [Split(zoo(specs, seed=i), torch.rand(6 * len(specs))) for i in range(3)]
+    return WeightDataset("toy-zoo", "regression", 0, *splits)
+
+
+def spec_for(method: str) -> RunSpec:
+    return RunSpec("zoo", "toy-zoo", method, 0, "smoke", LoadOptions(root=None), out=None)
+
+
+def test_shared_shape_ignores_activations_only():
+    shape = shared_shape((cnn("relu"), cnn("tanh")))
+    assert shape is not None and all(layer.activation == "identity" for layer in shape.layers)
+    assert "relu/tanh" in shape.describe()
+    assert shared_shape((cnn("relu"), cnn("relu", width=8))) is None
+
+
+def test_as_shape_keeps_batch_order():
+    specs = (cnn("relu"), cnn("tanh"))
+    mixed, shape = zoo(specs), shared_shape(specs)
+    merged = as_shape(mixed, shape)
+    for g, group in enumerate(mixed.groups):
+        pos = mixed.positions(g)
+        assert all(torch.equal(a[pos], b) for a, b in zip(merged.weights, group.weights))
+        assert all(torch.equal(a[pos], b) for a, b in zip(merged.biases, group.biases))
+
+
+@pytest.mark.parametrize("method", ["nfn-np", "nfn-hnp", "mlp"])
+def test_one_architecture_methods_take_relu_and_tanh_networks(method):
+    specs = (cnn("relu"), cnn("tanh"))
+    model = build_model(spec_for(method), dataset(specs)).double().eval()
+    assert isinstance(model, SharedShape)
+    weights = zoo(specs, seed=5).to(torch.float64)
+    out = model(weights)
+    assert out.shape == (12, 1)
+    # each network's prediction is the inner model's on that network alone
+    single = model.model(as_shape(weights[torch.tensor([3])], model.spec))
+    assert torch.allclose(out[3], single[0])
+    moved = model(permute_hidden(weights, torch.Generator().manual_seed(1)))
+    assert torch.allclose(moved, out, atol=1e-8) != (method == "mlp")
+
+
+def test_different_weight_shapes_are_not_applicable():
+    with pytest.raises(UnsupportedArchitecture, match="different weight shapes"):
+        build_model(spec_for("nfn-np"), dataset((cnn("relu"), cnn("relu", width=8))))
