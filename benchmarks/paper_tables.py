@@ -24,14 +24,19 @@ ZOO_PUBLISHED = {"statnn": 0.915, "nfn-np": 0.922, "nfn-hnp": 0.934, "nft": 0.92
 
 
 def ours(records: list[dict], dataset: str, metric: str, scale: float, digits: int) -> dict[str, str]:
-    """Our mean +- std per method on ``dataset`` (best profile present: paper, else quick)."""
-    by: dict[tuple[str, str], list[float]] = defaultdict(list)
+    """Our mean +- std per method on ``dataset`` (best profile present: paper, else quick),
+    with the profile, the number of seeds and, for a subset (``--limit``), its size."""
+    by: dict[tuple[str, str, int | None], list[float]] = defaultdict(list)
     for r in records:
         if r["dataset"] == dataset and r["status"] == "ok" and r["profile"] in ("paper", "quick"):
-            by[(r["method"], r["profile"])].append(r["metrics"][metric])
+            limit = r.get("config", {}).get("data", {}).get("limit")
+            by[(r["method"], r["profile"], limit)].append(r["metrics"][metric])
     result = {}
-    for (method, profile), values in sorted(by.items(), key=lambda kv: kv[0][1] != "paper"):
-        result.setdefault(method, f"{mean_std(values, scale, digits)} ({profile}, {len(values)} seeds)")
+    for (method, profile, limit), values in sorted(by.items(), key=lambda kv: (kv[0][1] != "paper",
+                                                                                -(kv[0][2] or 10**12))):
+        seeds = f"{len(values)} seed{'s' if len(values) > 1 else ''}"
+        subset = f", {limit:,} per split" if limit else ""
+        result.setdefault(method, f"{mean_std(values, scale, digits)} ({profile}, {seeds}{subset})")
     return result
 
 
