@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from weight_batches import random_weights, task_info
 
 from baselines.deepsets import PROFILES, DeepSets, build_deepsets, row_elements
-from datasets.normalisation import LayerStats
-from datasets.registry import METHODS, TaskInfo
+from datasets.registry import METHODS
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
@@ -20,17 +20,8 @@ CONV = ArchSpec((Layer("conv", 4, 3, (3, 3), activation="relu"), Layer("conv", 5
 SPECS = {"siren": siren_spec(), "relu4": mlp_spec([2, 16, 16, 16, 1], "relu"), "conv": CONV}
 
 
-def random_weights(spec: ArchSpec, batch: int = 4, seed: int = 0) -> WeightSpace:
-    g = torch.Generator().manual_seed(seed)
-    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
-
-
-def task(*specs: ArchSpec, out_dim: int = 10) -> TaskInfo:
-    return TaskInfo(specs, out_dim, "classification", {s: LayerStats.of(random_weights(s, 8, 1)) for s in specs})
-
-
 def model(*specs: ArchSpec, profile: str = "quick") -> DeepSets:
-    return build_deepsets(task(*specs), profile=profile).double().eval()
+    return build_deepsets(task_info(*specs), profile=profile).double().eval()
 
 
 def test_row_elements() -> None:
@@ -106,7 +97,7 @@ def test_registration() -> None:
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_training_step_gives_finite_gradients(profile: str) -> None:
     spec = SPECS["siren"]
-    net = build_deepsets(task(spec), profile=profile).train()
+    net = build_deepsets(task_info(spec), profile=profile).train()
     assert net.hparams["pool"] == PROFILES[profile]["pool"]
     ws = random_weights(spec, 6).to(torch.float32)
     out = net(ws)

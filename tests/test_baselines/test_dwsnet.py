@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 import torch
+from weight_batches import random_weights, task_info
 
 from baselines.dwsnet import PROFILES, DWSLayer, DWSNet, build_dwsnet, fold, slot_layout
-from datasets.normalisation import LayerStats
 from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
@@ -19,15 +19,6 @@ torch.set_num_threads(1)
 
 SPECS = {"siren": siren_spec(), "relu4": mlp_spec([2, 16, 16, 16, 1], "relu"),
          "tanh5": mlp_spec([3, 8, 8, 8, 8, 2], "tanh")}
-
-
-def random_weights(spec: ArchSpec, batch: int = 4, seed: int = 0) -> WeightSpace:
-    g = torch.Generator().manual_seed(seed)
-    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
-
-
-def task(spec: ArchSpec, out_dim: int = 10) -> TaskInfo:
-    return TaskInfo((spec,), out_dim, "classification", {spec: LayerStats.of(random_weights(spec, 8, 1))})
 
 
 def permute(ws: WeightSpace, perms: dict[int, torch.Tensor]) -> WeightSpace:
@@ -50,7 +41,7 @@ def permute_slots(xs: list[torch.Tensor], spec: ArchSpec, perms: dict[int, torch
 
 
 def model(spec: ArchSpec, **overrides) -> DWSNet:
-    net = DWSNet(task(spec), **{**PROFILES["quick"], **overrides}).double()
+    net = DWSNet(task_info(spec), **{**PROFILES["quick"], **overrides}).double()
     for p in net.parameters():  # random, not near-zero, batch-norm affine parameters too
         torch.nn.init.normal_(p, std=0.3)
     return net.eval()
@@ -70,7 +61,7 @@ def test_invariant_under_hidden_permutations(name: str, reduction: str) -> None:
 
 def test_paper_profile_invariant() -> None:
     spec = SPECS["siren"]
-    net = build_dwsnet(task(spec), profile="paper").double().eval()
+    net = build_dwsnet(task_info(spec), profile="paper").double().eval()
     ws = random_weights(spec, 3)
     with torch.no_grad():
         torch.testing.assert_close(net(permute_hidden(ws, torch.Generator().manual_seed(0))), net(ws),
@@ -146,7 +137,7 @@ def test_builder_refuses_conv_and_mixed() -> None:
     mixed = TaskInfo((SPECS["siren"], SPECS["relu4"]), 10, "classification")
     with pytest.raises(UnsupportedArchitecture, match="one MLP architecture"):
         build_dwsnet(mixed)
-    net = build_dwsnet(task(SPECS["siren"]))
+    net = build_dwsnet(task_info(SPECS["siren"]))
     with pytest.raises(ValueError, match="built for"):
         net(random_weights(SPECS["relu4"]).to(torch.float32))
 
@@ -160,7 +151,7 @@ def test_registration() -> None:
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_training_step_gives_finite_gradients(profile: str) -> None:
     spec = SPECS["siren"]
-    net = build_dwsnet(task(spec), profile=profile).train()
+    net = build_dwsnet(task_info(spec), profile=profile).train()
     assert net.hparams == PROFILES[profile]
     ws = random_weights(spec, 6).to(torch.float32)
     out = net(ws)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from weight_batches import random_weights, task_info
 
-from baselines.statnn import PROFILES, NUM_STATS, StatNN, build_statnn, tensor_stats
-from datasets.normalisation import LayerStats
-from datasets.registry import METHODS, TaskInfo
+from baselines.statnn import NUM_STATS, PROFILES, StatNN, build_statnn, tensor_stats
+from datasets.registry import METHODS
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
@@ -20,17 +20,8 @@ CONV = ArchSpec((Layer("conv", 4, 3, (3, 3), activation="relu"), Layer("conv", 5
 SPECS = {"siren": siren_spec(), "relu4": mlp_spec([2, 16, 16, 16, 1], "relu"), "conv": CONV}
 
 
-def random_weights(spec: ArchSpec, batch: int = 4, seed: int = 0) -> WeightSpace:
-    g = torch.Generator().manual_seed(seed)
-    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
-
-
-def task(*specs: ArchSpec, out_dim: int = 10) -> TaskInfo:
-    return TaskInfo(specs, out_dim, "classification", {s: LayerStats.of(random_weights(s, 8, 1)) for s in specs})
-
-
 def model(*specs: ArchSpec, profile: str = "quick") -> StatNN:
-    return build_statnn(task(*specs), profile=profile).double().eval()
+    return build_statnn(task_info(*specs), profile=profile).double().eval()
 
 
 def test_tensor_stats_match_torch() -> None:
@@ -100,7 +91,7 @@ def test_registration() -> None:
 @pytest.mark.parametrize("name", ["siren", "conv"])
 def test_training_step_gives_finite_gradients(profile: str, name: str) -> None:
     spec = SPECS[name]
-    net = build_statnn(task(spec), profile=profile).train()
+    net = build_statnn(task_info(spec), profile=profile).train()
     assert net.hparams["hidden"] == PROFILES[profile]["hidden"]
     ws = random_weights(spec, 6).to(torch.float32)
     out = net(ws)

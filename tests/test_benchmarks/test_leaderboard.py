@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from benchmarks.leaderboard import render, write
-from benchmarks.records import SCHEMA_VERSION, write_record, record_path
+from benchmarks.records import SCHEMA_VERSION, record_path, write_record
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 

@@ -7,8 +7,15 @@ import struct
 import numpy as np
 import pytest
 
-from datasets.cifar import (TEST_BATCHES, TRAIN_BATCHES, CifarError, RestrictedUnpickler,
-                            batch_directory, load_batch, read_split)
+from datasets.cifar import (
+    TEST_BATCHES,
+    TRAIN_BATCHES,
+    CifarError,
+    RestrictedUnpickler,
+    batch_directory,
+    load_batch,
+    read_split,
+)
 from datasets.validation import DataNotFound
 
 

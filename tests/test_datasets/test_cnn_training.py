@@ -5,9 +5,20 @@ import math
 import pytest
 import torch
 
-from datasets.cnn_training import (INITS, OPTIMIZERS, TRUNCATED_STD, BatchedOptimizer, Hyperparameters,
-                                   ImageTask, TrainingRecipe, heldout_accuracy, init_cnns,
-                                   sample_hyperparameters, train_cnns, train_forward)
+from datasets.cnn_training import (
+    INITS,
+    OPTIMIZERS,
+    TRUNCATED_STD,
+    BatchedOptimizer,
+    Hyperparameters,
+    ImageTask,
+    TrainingRecipe,
+    heldout_accuracy,
+    init_cnns,
+    sample_hyperparameters,
+    train_cnns,
+    train_forward,
+)
 from datasets.functional import forward
 from datasets.spec import ArchSpec, Layer
 from datasets.weights import WeightSpace

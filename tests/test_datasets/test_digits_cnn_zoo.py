@@ -6,9 +6,18 @@ import torch
 
 from datasets.collection import LoadOptions
 from datasets.functional import forward
-from datasets.sources.digits_cnn_zoo import (HELD_OUT_IMAGES, PARK_DEFAULTS, ZOO_DEFAULTS, checkpoint_epochs,
-                                             digits_task, load_digits_cnn_park, load_digits_cnn_zoo,
-                                             park_architectures, split_runs, zoo_spec)
+from datasets.sources.digits_cnn_zoo import (
+    HELD_OUT_IMAGES,
+    PARK_DEFAULTS,
+    ZOO_DEFAULTS,
+    checkpoint_epochs,
+    digits_task,
+    load_digits_cnn_park,
+    load_digits_cnn_zoo,
+    park_architectures,
+    split_runs,
+    zoo_spec,
+)
 from datasets.sources.digits_inr import parse_params
 from datasets.symmetry import permute_hidden, rescale_positive
 from datasets.weights import MixedWeights, WeightSpace, as_mixed

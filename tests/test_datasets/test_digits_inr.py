@@ -8,7 +8,12 @@ from sklearn.datasets import load_digits
 from datasets.collection import LoadOptions
 from datasets.functional import forward
 from datasets.inr_fitting import SirenRecipe, fit_sirens, pixel_grid, siren_init
-from datasets.sources.digits_inr import DEFAULTS, load_digits_inr, parse_params, split_images
+from datasets.sources.digits_inr import (
+    DEFAULTS,
+    load_digits_inr,
+    parse_params,
+    split_images,
+)
 from datasets.spec import siren_spec
 
 

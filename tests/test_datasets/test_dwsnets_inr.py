@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.collection import LoadOptions
 from datasets.cifar import TEST_BATCHES, TRAIN_BATCHES
-from datasets.sources.dwsnets_inr import load_cifar10_inr, load_fmnist_inr, load_mnist_inr
+from datasets.collection import LoadOptions
+from datasets.sources.dwsnets_inr import (
+    load_cifar10_inr,
+    load_fmnist_inr,
+    load_mnist_inr,
+)
 from datasets.spec import siren_spec
 from datasets.state_dicts import StateDictError
 from datasets.validation import DataNotFound, InvalidItem

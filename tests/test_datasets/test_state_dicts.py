@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from datasets.spec import siren_spec
-from datasets.state_dicts import (StateDictError, dwsnets_keys, dwsnets_state_dict, load_file,
-                                  read_named, read_ordered, stack)
+from datasets.state_dicts import (
+    StateDictError,
+    dwsnets_keys,
+    dwsnets_state_dict,
+    load_file,
+    read_named,
+    read_ordered,
+    stack,
+)
 from datasets.validation import Skipper
 
 SPEC = siren_spec()

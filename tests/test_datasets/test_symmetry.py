@@ -3,12 +3,18 @@ after; every non-symmetry must change the function."""
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datasets.functional import forward
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
-from datasets.symmetry import (flip_signs, permute_hidden, permute_rows_only, rescale_positive,
-                               symmetry_classes)
+from datasets.symmetry import (
+    flip_signs,
+    permute_hidden,
+    permute_rows_only,
+    rescale_positive,
+    symmetry_classes,
+)
 from datasets.weights import MixedWeights, WeightSpace
 
 CNN = ArchSpec((Layer("conv", 6, 3, (3, 3), 1, 1, "relu"), Layer("conv", 6, 6, (5, 5), 1, 2, "relu"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 from torch_geometric.index import index2ptr
+from weight_batches import random_weights
 
 from datasets.functional import forward
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
-from datasets.weights import MixedWeights, WeightSpace
+from datasets.weights import MixedWeights
 from methods.encodings import ProbeFeatures, probe_values
 from methods.graph import EDGE_TYPES, GraphConverter, degree_histogram
 
@@ -18,11 +19,6 @@ CNN = ArchSpec((Layer("conv", 8, 1, (3, 3), 2, 0, "relu"), Layer("conv", 8, 8, (
                 Layer("linear", 10, 8)))
 CNN_RES = ArchSpec(CNN.layers, residual=((1, 2),))
 MLP10 = mlp_spec([2, 16, 16, 10], "tanh")
-
-
-def random_weights(spec: ArchSpec, batch: int = 3, seed: int = 0) -> WeightSpace:
-    g = torch.Generator().manual_seed(seed)
-    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
 
 
 def mixed_batch() -> MixedWeights:

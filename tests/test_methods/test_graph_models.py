@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from weight_batches import random_weights, task_info
 
-from datasets.normalisation import LayerStats
-from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
+from datasets.registry import METHODS, UnsupportedArchitecture
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
-from datasets.weights import MixedWeights, WeightSpace
+from datasets.weights import MixedWeights
 
 torch.set_num_threads(1)
 
@@ -24,15 +24,6 @@ SPECS = {"siren": siren_spec(out_features=10), "relu4": mlp_spec([2, 16, 16, 16,
 VARIANTS = {"ng-gnn": ("ng-gnn", {}), "ng-t": ("ng-t", {}), "ng-t-dense": ("ng-t", {"dense": True})}
 
 
-def random_weights(spec: ArchSpec, batch: int = 3, seed: int = 0) -> WeightSpace:
-    g = torch.Generator().manual_seed(seed)
-    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
-
-
-def task(specs: tuple[ArchSpec, ...], out_dim: int = 10) -> TaskInfo:
-    return TaskInfo(specs, out_dim, "classification", {s: LayerStats.of(random_weights(s, 8, 1)) for s in specs})
-
-
 def changed(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Invariance holds to ~1e-16 in float64; a real change at initialisation is >= 1e-5."""
     return (a - b).abs().max().item() > 1e-6
@@ -41,7 +32,7 @@ def changed(a: torch.Tensor, b: torch.Tensor) -> bool:
 def model(variant: str, specs: tuple[ArchSpec, ...], **overrides) -> torch.nn.Module:
     method, options = VARIANTS[variant]
     torch.manual_seed(0)
-    return METHODS[method].build(task(specs), profile="quick", **options, **overrides).double().eval()
+    return METHODS[method].build(task_info(*specs), profile="quick", **options, **overrides).double().eval()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -94,10 +85,10 @@ def test_dense_attention_shares_the_parameters_but_attends_over_all_pairs():
 def test_builder_refuses_what_it_cannot_read(method):
     build = METHODS[method].build
     with pytest.raises(UnsupportedArchitecture, match="outputs"):
-        build(task((SPECS["siren"], siren_spec(out_features=3))))
-    build(task((SPECS["siren"], siren_spec(out_features=3))), readout="mean")
+        build(task_info(SPECS["siren"], siren_spec(out_features=3)))
+    build(task_info(SPECS["siren"], siren_spec(out_features=3)), readout="mean")
     with pytest.raises(UnsupportedArchitecture, match="probe"):
-        build(task((CNN,)), probes=4, probe_size=2)
+        build(task_info(CNN), probes=4, probe_size=2)
 
 
 @pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
@@ -105,7 +96,7 @@ def test_builder_refuses_what_it_cannot_read(method):
 def test_training_step_mixed_batch_gives_finite_gradients(method, profile):
     specs = (SPECS["siren"], SPECS["cnn-res"])
     torch.manual_seed(0)
-    net = METHODS[method].build(task(specs), profile=profile).train()
+    net = METHODS[method].build(task_info(*specs), profile=profile).train()
     assert net.hparams["layers"] == {"quick": 3, "paper": 4}[profile]
     mixed = MixedWeights.from_groups([random_weights(specs[0], 2).to(torch.float32),
                                       random_weights(specs[1], 2).to(torch.float32)])[torch.tensor([0, 2, 1, 3])]

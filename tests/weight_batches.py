@@ -1,0 +1,22 @@
+"""Random weight batches and task descriptions shared by the method tests (importable
+because ``pyproject.toml`` puts ``tests/`` on pytest's ``pythonpath``)."""
+
+from __future__ import annotations
+
+import torch
+
+from datasets.normalisation import LayerStats
+from datasets.registry import TaskInfo
+from datasets.spec import ArchSpec
+from datasets.weights import WeightSpace
+
+
+def random_weights(spec: ArchSpec, batch: int = 4, seed: int = 0) -> WeightSpace:
+    """``batch`` networks of ``spec`` with standard-normal float64 weights and biases."""
+    g = torch.Generator().manual_seed(seed)
+    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
+
+
+def task_info(*specs: ArchSpec, out_dim: int = 10) -> TaskInfo:
+    """A classification task over ``specs`` with layer statistics of random networks."""
+    return TaskInfo(specs, out_dim, "classification", {s: LayerStats.of(random_weights(s, 8, 1)) for s in specs})
