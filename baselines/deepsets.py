@@ -38,8 +38,9 @@ from torch import Tensor, nn
 
 from baselines.heads import mlp
 from datasets.normalisation import Normaliser
-from datasets.registry import TaskInfo, register_method
+from datasets.method_table import register_method
 from datasets.spec import ArchSpec
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace, Weights, as_mixed
 
 PROFILES = {"quick": {"phi_hidden": 128, "phi_layers": 2, "rho_hidden": 128, "rho_layers": 2, "pool": "mean"},
@@ -59,7 +60,7 @@ def row_elements(ws: WeightSpace, length: int, slots: int) -> tuple[Tensor, Tens
         raise ValueError(f"deepsets was built for at most {slots} layers and rows of {length}, "
                          f"got {ws.spec.describe()}")
     elements, ids = [], []
-    for k, (layer, w, b) in enumerate(zip(ws.spec.layers, ws.weights, ws.biases)):
+    for k, (layer, (w, b)) in enumerate(zip(ws.spec.layers, ws)):
         batch = w.shape[0]
         rows = w.reshape(batch, layer.out_features, layer.in_features, -1)  # (B, out, in, taps)
         if k > 0:  # inputs are hidden neurons: forget their order
@@ -106,7 +107,7 @@ class DeepSets(nn.Module):
         return self.rho(as_mixed(self.normalise(weights)).apply(self.encode))
 
 
-@register_method("deepsets", family="set", heterogeneous=True,
+@register_method("deepsets", family="set", profiles=PROFILES, heterogeneous=True, blind_to=("permute_rows_only",),
                  paper="Zaheer et al. 2017 / De Luigi et al. 2023 (set of neuron rows)")
-def build_deepsets(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    return DeepSets(info, **PROFILES[profile])
+def build_deepsets(task: TaskInfo, **hparams) -> nn.Module:
+    return DeepSets(task, **hparams)

@@ -54,8 +54,10 @@ from torch import Tensor, nn
 
 from baselines.heads import BatchStandardise, mlp
 from datasets.normalisation import Normaliser
-from datasets.registry import TaskInfo, UnsupportedArchitecture, register_method
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import register_method
 from datasets.spec import ArchSpec
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace
 
 PROFILES = {"quick": {"width": 16, "layers": 3, "reduction": "max", "bn": True, "head_layers": 1},
@@ -91,7 +93,7 @@ def fold(ws: WeightSpace) -> list[Tensor]:
     """The weights as ``(B, r, c, f)`` tensors in slot order (one input channel)."""
     last = len(ws.spec.layers)
     out: list[Tensor] = []
-    for k, (w, b) in enumerate(zip(ws.weights, ws.biases)):
+    for k, (w, b) in enumerate(ws):
         batch = w.shape[0]
         if k + 1 == last:  # output neurons are fixed: move them into the features
             w = w.transpose(1, 2).reshape(batch, 1, w.shape[2], -1)
@@ -196,12 +198,12 @@ class DWSNet(nn.Module):
         return self.head(g)
 
 
-@register_method("dwsnet", family="equivariant", optim={"lr": 5e-3, "weight_decay": 5e-4},
+@register_method("dwsnet", family="equivariant", profiles=PROFILES, optim={"lr": 5e-3, "weight_decay": 5e-4},
                  paper="Navon et al. 2023 (DWSNets)")
-def build_dwsnet(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    if len(info.specs) != 1:
+def build_dwsnet(task: TaskInfo, **hparams) -> nn.Module:
+    if len(task.specs) != 1:
         raise UnsupportedArchitecture(
-            f"dwsnet takes one MLP architecture; the dataset has {len(info.specs)}")
-    if info.spec.is_conv:
+            f"dwsnet takes one MLP architecture; the dataset has {len(task.specs)}")
+    if task.spec.is_conv:
         raise UnsupportedArchitecture("dwsnet takes MLPs only; the dataset holds conv networks")
-    return DWSNet(info, **PROFILES[profile])
+    return DWSNet(task, **hparams)

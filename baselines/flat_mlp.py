@@ -16,8 +16,9 @@ from torch import Tensor, nn
 
 from baselines.heads import mlp
 from datasets.normalisation import Normaliser
-from datasets.registry import TaskInfo, register_method
+from datasets.method_table import register_method
 from datasets.symmetry import permute_hidden
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace
 
 PROFILES = {"quick": {"hidden": 256, "layers": 3, "dropout": 0.0},
@@ -42,12 +43,12 @@ class FlatMLP(nn.Module):
         return self.net(self.normalise(weights).flatten())
 
 
-@register_method("mlp", family="flat", invariant=False, paper="Navon et al. 2023 (MLP baseline)")
-def build_mlp(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    return FlatMLP(info, **PROFILES[profile], augment=False)
+@register_method("mlp", family="flat", profiles=PROFILES, symmetries=(), paper="Navon et al. 2023 (MLP baseline)")
+def build_mlp(task: TaskInfo, **hparams) -> nn.Module:
+    return FlatMLP(task, **hparams, augment=False)
 
 
-@register_method("mlp-aug", family="flat", invariant=False,
+@register_method("mlp-aug", family="flat", profiles=PROFILES, symmetries=(),
                  paper="Navon et al. 2023 (MLP + permutation augmentation)")
-def build_mlp_aug(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    return FlatMLP(info, **PROFILES[profile], augment=True)
+def build_mlp_aug(task: TaskInfo, **hparams) -> nn.Module:
+    return FlatMLP(task, **hparams, augment=True)

@@ -38,17 +38,19 @@ from baselines.heads import mlp
 from baselines.nfn_layers import (ChannelDropout, FeatureReLU, GaussianFourier, HNPLinear, IOSinusoidal,
                                   NPLinear, features_of, hnp_pool, np_pool, pool_dim)
 from datasets.normalisation import Normaliser
-from datasets.registry import TaskInfo, UnsupportedArchitecture, register_method
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import register_method
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace
 
 PROFILES = {
-    "paper": {"inr": {"channels": (512, 512, 512), "fourier": 128, "head_hidden": 1000,
+    "paper": {"mlp": {"channels": (512, 512, 512), "fourier": 128, "head_hidden": 1000,
                       "head_dropout": 0.1, "feature_dropout": 0.1},
-              "zoo": {"channels": (16, 16, 5), "fourier": 0, "head_hidden": 1000,
+              "cnn": {"channels": (16, 16, 5), "fourier": 0, "head_hidden": 1000,
                       "head_dropout": 0.0, "feature_dropout": 0.0}},
-    "quick": {"inr": {"channels": (32, 32, 32), "fourier": 16, "head_hidden": 256,
+    "quick": {"mlp": {"channels": (32, 32, 32), "fourier": 16, "head_hidden": 256,
                       "head_dropout": 0.1, "feature_dropout": 0.1},
-              "zoo": {"channels": (16, 16, 5), "fourier": 0, "head_hidden": 256,
+              "cnn": {"channels": (16, 16, 5), "fourier": 0, "head_hidden": 256,
                       "head_dropout": 0.0, "feature_dropout": 0.0}},
 }
 FOURIER_SCALE = 3.0
@@ -94,20 +96,21 @@ class NFN(nn.Module):
         return self.head(np_pool(feats) if self.pool == "np" else hnp_pool(feats))
 
 
-def _build(info: TaskInfo, profile: str, mode: str) -> NFN:
-    spec = info.spec
+def _build(task: TaskInfo, mode: str, hparams: dict) -> NFN:
+    spec = task.spec
     if len(spec.layers) < 2:
         raise UnsupportedArchitecture(f"nfn-{mode} needs hidden neurons; {spec.describe()} has one layer")
-    cfg = PROFILES[profile]["zoo" if spec.is_conv else "inr"]
     io = ("learned" if spec.is_conv else "sinusoidal") if mode == "np" else None
-    return NFN(info, mode, io=io, pool="hnp", **cfg)
+    return NFN(task, mode, io=io, pool="hnp", **hparams)
 
 
-@register_method("nfn-np", family="equivariant", paper="Zhou et al. 2023 (NFN, NP layers)")
-def build_nfn_np(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    return _build(info, profile, "np")
+@register_method("nfn-np", family="equivariant", profiles=PROFILES, by_domain=True,
+                 paper="Zhou et al. 2023 (NFN, NP layers)")
+def build_nfn_np(task: TaskInfo, **hparams) -> nn.Module:
+    return _build(task, "np", hparams)
 
 
-@register_method("nfn-hnp", family="equivariant", paper="Zhou et al. 2023 (NFN, HNP layers)")
-def build_nfn_hnp(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    return _build(info, profile, "hnp")
+@register_method("nfn-hnp", family="equivariant", profiles=PROFILES, by_domain=True,
+                 paper="Zhou et al. 2023 (NFN, HNP layers)")
+def build_nfn_hnp(task: TaskInfo, **hparams) -> nn.Module:
+    return _build(task, "hnp", hparams)

@@ -53,8 +53,10 @@ from torch import Tensor, nn
 
 from baselines.nfn_layers import Features, GaussianFourier, features_of, layer_taps, per_tap
 from datasets.normalisation import Normaliser
-from datasets.registry import TaskInfo, UnsupportedArchitecture, register_method
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import register_method
 from datasets.spec import ArchSpec
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace
 
 PROFILES = {
@@ -289,9 +291,10 @@ class NFT(nn.Module):
         return self.head(self.blocks(feats))
 
 
-@register_method("nft", family="transformer", paper="Zhou et al. 2023 (Neural Functional Transformers)")
-def build_nft(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    spec = info.spec
+@register_method("nft", family="transformer", profiles=PROFILES,
+                 paper="Zhou et al. 2023 (Neural Functional Transformers)")
+def build_nft(task: TaskInfo, **hparams) -> nn.Module:
+    spec = task.spec
     if len(spec.layers) < 2:
         raise UnsupportedArchitecture(f"nft needs hidden neurons; {spec.describe()} has one layer")
-    return NFT(info, **PROFILES[profile])
+    return NFT(task, **hparams)

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from baselines.heads import BatchStandardise, mlp
 from datasets.normalisation import Normaliser
-from datasets.registry import TaskInfo, register_method
+from datasets.method_table import register_method
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace, Weights, as_mixed
 
 PROFILES = {"quick": {"hidden": 256, "layers": 3, "dropout": 0.0},
@@ -64,7 +65,7 @@ def statistics(ws: WeightSpace, slots: int, flags: bool) -> Tensor:
         raise ValueError(f"statnn was built for at most {slots} layers, got {ws.spec.describe()}")
     feats = ws.weights[0].new_zeros(len(ws), slots, 2 * NUM_STATS)
     present = ws.weights[0].new_zeros(len(ws), slots)
-    for k, (w, b) in enumerate(zip(ws.weights, ws.biases)):
+    for k, (w, b) in enumerate(ws):
         s = layer_slot(k, num_layers, slots)
         feats[:, s] = torch.cat([tensor_stats(w), tensor_stats(b)], dim=1)
         present[:, s] = 1
@@ -93,7 +94,7 @@ class StatNN(nn.Module):
         return self.net(self.standardise(self.features(weights)))
 
 
-@register_method("statnn", family="stats", heterogeneous=True,
+@register_method("statnn", family="stats", profiles=PROFILES, heterogeneous=True, blind_to=("permute_rows_only",),
                  paper="Unterthiner et al. 2020 (STATNN)")
-def build_statnn(info: TaskInfo, *, profile: str = "quick") -> nn.Module:
-    return StatNN(info, **PROFILES[profile])
+def build_statnn(task: TaskInfo, **hparams) -> nn.Module:
+    return StatNN(task, **hparams)

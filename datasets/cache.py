@@ -1,32 +1,35 @@
-"""Our on-disk cache: one safetensors file per split plus a JSON data card, keyed by a
-recipe fingerprint, written atomically. A corrupt, truncated or stale cache is detected
-on load and rebuilt with a message; nothing is ever unpickled."""
+"""Our on-disk cache of a dataset: one safetensors file per split and a JSON data card.
+
+A cache lives in a content-addressed folder, ``root/<dataset>/<fingerprint>``, where the
+fingerprint covers everything that determines its contents (see ``datasets.source``). The
+card, written last, holds the sha256 of every split file; on load each file is checked
+against it and the dataset is validated again, so a damaged, truncated or half-written
+cache is never used: it is reported and rebuilt. Nothing is ever unpickled.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from datasets.collection import Split, WeightDataset
+from datasets.dataset_table import DatasetInfo
+from datasets.errors import CacheError, InvalidData
+from datasets.files import atomic_write, atomic_write_text, sha256_file
 from datasets.spec import ArchSpec
-from datasets.weights import MixedWeights, WeightSpace
+from datasets.validation import validate_dataset
+from datasets.weight_dataset import SPLITS, Split, WeightDataset
+from datasets.weights import MixedWeights, WeightSpace, as_mixed
 
 log = logging.getLogger("wsbench")
-FORMAT_VERSION = "1"
+FORMAT_VERSION = 2
 DATA_ROOT_ENV = "WSBENCH_DATA"
-
-
-class CacheError(ValueError):
-    """A cache file that cannot be used; the message names the file and the problem."""
+CARD = "card.json"
 
 
 def default_data_root() -> Path:
@@ -34,105 +37,114 @@ def default_data_root() -> Path:
     return Path(os.environ.get(DATA_ROOT_ENV) or Path.home() / ".cache" / "wsbench")
 
 
-def fingerprint(recipe: dict) -> str:
-    """Stable hash of everything that determines a build's contents."""
-    blob = json.dumps({"format": FORMAT_VERSION, **recipe}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def _split_tensors(split: Split) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def split_tensors(split: Split) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A split as flat named tensors plus string metadata (its architectures)."""
     tensors = {"targets": split.targets}
     tensors.update({f"extra.{k}": v for k, v in split.extras.items()})
-    groups = split.weights.groups if isinstance(split.weights, MixedWeights) else (split.weights,)
+    mixed = as_mixed(split.weights)
     if isinstance(split.weights, MixedWeights):
-        tensors["group_index"] = split.weights.group_index
-        tensors["row_index"] = split.weights.row_index
-    for g, ws in enumerate(groups):
-        for i, (w, b) in enumerate(zip(ws.weights, ws.biases)):
-            tensors[f"g{g}.w{i}"] = w
-            tensors[f"g{g}.b{i}"] = b
-    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, [g.spec.to_dict() for g in groups]
+        tensors["group_index"], tensors["row_index"] = mixed.group_index, mixed.row_index
+    for g, ws in enumerate(mixed.groups):
+        for i, (w, b) in enumerate(ws):
+            tensors[f"g{g}.w{i}"], tensors[f"g{g}.b{i}"] = w, b
+    meta = {"specs": json.dumps([g.spec.to_dict() for g in mixed.groups]),
+            "mixed": str(isinstance(split.weights, MixedWeights))}
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
 
 
-def save_split(path: Path, split: Split, fp: str) -> None:
-    """Write ``split`` to ``path`` atomically, tagged with fingerprint ``fp``."""
-    tensors, specs = _split_tensors(split)
-    meta = {"fingerprint": fp, "specs": json.dumps(specs), "mixed": str(isinstance(split.weights, MixedWeights))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def save_split(path: Path, split: Split) -> None:
+    """Write ``split`` to ``path`` atomically."""
+    tensors, meta = split_tensors(split)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_split(path: Path) -> Split:
+    """Read a split written by :func:`save_split`; ``CacheError`` if it cannot be used."""
     try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_split(path: Path, fp: str) -> Split:
-    """Read a split written by :func:`save_split`; ``CacheError`` if unusable or stale."""
-    try:
-        from safetensors import safe_open
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CacheError(f"{path}: unreadable cache file ({err})") from err
-    if meta.get("fingerprint") != fp:
-        raise CacheError(f"{path}: built by a different recipe (fingerprint "
-                         f"{meta.get('fingerprint')!r}, expected {fp!r})")
-    try:
         specs = [ArchSpec.from_dict(d) for d in json.loads(meta["specs"])]
         groups = [WeightSpace(spec, tuple(tensors[f"g{g}.w{i}"] for i in range(len(spec.layers))),
                               tuple(tensors[f"g{g}.b{i}"] for i in range(len(spec.layers))))
                   for g, spec in enumerate(specs)]
         weights = (MixedWeights(tuple(groups), tensors["group_index"], tensors["row_index"])
                    if meta.get("mixed") == "True" else groups[0])
-        extras = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+        extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
         return Split(weights, tensors["targets"], extras)
-    except (KeyError, ValueError, json.JSONDecodeError) as err:
-        raise CacheError(f"{path}: cache file has missing or malformed entries ({err})") from err
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+        raise CacheError(f"{path}: unreadable cache file ({type(err).__name__}: {err})") from err
 
 
-def cached(directory: Path, recipe: dict, build: Callable[[], WeightDataset]) -> WeightDataset:
-    """Load the dataset cached in ``directory`` for ``recipe``; build and save it if absent,
-    corrupt or stale. The card is written last, so a half-written cache is never taken."""
-    fp = fingerprint(recipe)
-    card_path = directory / "card.json"
-    if card_path.exists():
+def read_cache(directory: Path, info: DatasetInfo, fingerprint: str) -> WeightDataset | None:
+    """The dataset cached in ``directory``, or ``None`` if there is none or it cannot be
+    used (then a warning says why, and the caller rebuilds it)."""
+    card_path = directory / CARD
+    if not card_path.exists():
+        return None
+    try:
         try:
             card = json.loads(card_path.read_text())
-            if card.get("fingerprint") != fp:
-                raise CacheError(f"{card_path}: built by a different recipe; rebuilding")
-            splits = {s: load_split(directory / f"{s}.safetensors", fp) for s in ("train", "val", "test")}
-            return WeightDataset(card["name"], card["task"], card["num_classes"],
-                                 splits["train"], splits["val"], splits["test"], card)
-        except (CacheError, json.JSONDecodeError, KeyError) as err:
-            log.warning("cache in %s cannot be used (%s); rebuilding", directory, err)
-    ds = build()
-    card = {**ds.card, "name": ds.name, "task": ds.task, "num_classes": ds.num_classes,
-            "fingerprint": fp, "recipe": recipe}
-    card_path.unlink(missing_ok=True)
-    for s, split in (("train", ds.train), ("val", ds.val), ("test", ds.test_split())):
-        save_split(directory / f"{s}.safetensors", split, fp)
-    atomic_write_text(card_path, json.dumps(card, indent=2, default=str))
-    return WeightDataset(ds.name, ds.task, ds.num_classes, ds.train, ds.val, ds.test_split(), card)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CacheError(f"{card_path}: unreadable data card ({err})") from err
+        if not isinstance(card, dict) or card.get("fingerprint") != fingerprint:
+            raise CacheError(f"{card_path}: made for another recipe (fingerprint "
+                             f"{card.get('fingerprint') if isinstance(card, dict) else None!r}, expected {fingerprint!r})")
+        splits = {}
+        for name in SPLITS:
+            path = directory / f"{name}.safetensors"
+            expected = card.get("checksums", {}).get(path.name)
+            if not path.exists() or sha256_file(path) != expected:
+                raise CacheError(f"{path}: missing or damaged (its sha256 does not match the data card)")
+            splits[name] = load_split(path)
+        dataset = WeightDataset(info, splits["train"], splits["val"], splits["test"], card, fingerprint)
+        try:
+            validate_dataset(dataset)
+        except InvalidData as err:
+            raise CacheError(str(err)) from err
+        return dataset
+    except CacheError as err:
+        log.warning("cache in %s cannot be used (%s); rebuilding it", directory, err)
+        return None
+
+
+def write_cache(directory: Path, dataset: WeightDataset) -> dict:
+    """Write every split, then the card with their checksums (last, so a cache interrupted
+    before the card exists is never read). Returns the card as written."""
+    (directory / CARD).unlink(missing_ok=True)
+    checksums = {}
+    for name, split in dataset.splits().items():
+        path = directory / f"{name}.safetensors"
+        save_split(path, split)
+        checksums[path.name] = sha256_file(path)
+    card = {**dataset.card, "fingerprint": dataset.fingerprint, "checksums": checksums}
+    atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=str))
+    return card
+
+
+class ChunkStore:
+    """Finished chunks of a long build (fitted INRs, trained CNNs), one safetensors file
+    each, so an interrupted build resumes without redoing them. ``key`` names a chunk; the
+    folder sits inside the content-addressed cache folder, so chunks of another recipe are
+    never mixed in. Removed once the dataset is cached."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.safetensors"
+
+    def get(self, key: str) -> dict[str, torch.Tensor] | None:
+        """The chunk's tensors, or ``None`` if it was not finished (or cannot be read)."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            log.warning("%s cannot be read (%s); redoing that chunk", path, err)
+            return None
+
+    def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        atomic_write(self._path(key), lambda tmp: save_file(tensors, tmp))

@@ -196,7 +196,7 @@ def train_forward(ws: WeightSpace, x: Tensor, dropout: Tensor, generator: torch.
     layer_specs = layer_specs or _single_layer_specs(spec)
     keep = 1 - dropout.to(x)
     values, h = [x], x
-    for k, (layer, w, b) in enumerate(zip(spec.layers, ws.weights, ws.biases)):
+    for k, (layer, (w, b)) in enumerate(zip(spec.layers, ws)):
         if layer.kind == "linear" and h.ndim == 5:
             h = h.mean(dim=(-2, -1))
         z = forward(WeightSpace(layer_specs[k], (w,), (b,)), h)

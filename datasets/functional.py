@@ -62,7 +62,7 @@ def forward(ws: WeightSpace, x: Tensor, *, return_hidden: bool = False
                          f"{'CNN' if spec.is_conv else 'MLP'} architecture {spec.describe()}")
     values = [x]
     h = x
-    for k, (layer, w, b) in enumerate(zip(spec.layers, ws.weights, ws.biases)):
+    for k, (layer, (w, b)) in enumerate(zip(spec.layers, ws)):
         if layer.kind == "linear" and h.ndim == 5:
             h = h.mean(dim=(-2, -1))  # global average pool after the conv stack
         z = _linear(h, w, b) if layer.kind == "linear" else _conv(h, w, b, layer)

@@ -1,6 +1,6 @@
 """Batched SIREN fitting: thousands of INRs trained at once as one batched model.
 
-Recipe (DESIGN.md section 3, the DWSNets MNIST INRs): SIREN ``in -> 32 -> 32 -> out``, two
+Recipe (the DWSNets MNIST INRs, Navon et al. 2023): SIREN ``in -> 32 -> 32 -> out``, two
 sine layers with omega_0 = 30, a linear output, +0.5 added to the output, targets are
 pixel intensities in [0, 1] at coordinates ``meshgrid(linspace(-1,1,W), linspace(-1,1,H))``
 ('xy', x fastest). Every sine layer is initialised U(+-sqrt(6/fan_in)/30), biases 0; the
@@ -16,11 +16,14 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from datasets.cache import ChunkStore
 from datasets.functional import forward
+from datasets.options import Option
+from datasets.progress import progress as progress_bar
 from datasets.spec import ArchSpec, siren_spec
 from datasets.weights import WeightSpace
 
@@ -41,6 +44,24 @@ class SirenRecipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def options(self) -> dict[str, Option]:
+        """The recipe as dataset options (``--dataset-option``), this recipe as defaults."""
+        return {
+            "hidden": Option(self.hidden, "SIREN width", low=1, high=4096),
+            "depth": Option(self.depth, "number of sine layers", low=1, high=64),
+            "omega": Option(self.omega, "sine frequency omega_0", low=1e-6),
+            "steps": Option(self.steps, "Adam steps per INR", low=1, high=10**7),
+            "lr": Option(self.lr, "Adam learning rate", low=1e-12, high=10.0),
+            "chunk": Option(self.chunk, "INRs fitted together (part of the recipe: it sets the "
+                                        "initialisation streams)", low=1, high=10**6),
+            "seed": Option(self.seed, "initialisation seed", low=0, high=2**31 - 1),
+        }
+
+    @classmethod
+    def of(cls, config: dict) -> "SirenRecipe":
+        """The recipe part of a dataset's parsed options."""
+        return cls(**{k: config[k] for k in cls.__dataclass_fields__})
 
 
 def pixel_grid(height: int, width: int) -> Tensor:
@@ -97,33 +118,56 @@ def _fitting_loss(spec: ArchSpec, coords: Tensor, compile: bool) -> Callable[[We
     return guarded
 
 
+def chunk_generator(seed: int, chunk_index: int) -> torch.Generator:
+    """The generator of one chunk's initialisation: chunks are independent, so a build can
+    resume at any finished chunk and get the networks an uninterrupted build would."""
+    state = np.random.SeedSequence([seed, chunk_index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
 def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
-               description: str = "fitting SIRENs", compile: bool = False) -> tuple[WeightSpace, Tensor]:
+               description: str = "fitting SIRENs", compile: bool = False,
+               store: ChunkStore | None = None) -> tuple[WeightSpace, Tensor]:
     """Fit one SIREN per image. ``images``: ``(N, C, H, W)`` in [0, 1]. ``compile`` changes
-    the speed, not the recipe (results equal up to float rounding).
+    the speed, not the recipe (results equal up to float rounding). With a ``store``, every
+    finished chunk is kept there and a chunk already in it is not fitted again.
     Returns the weights and each INR's PSNR (dB) after the last step."""
     count, channels, height, width = images.shape
     spec = siren_spec(recipe.hidden, recipe.depth, 2, channels, recipe.omega)
     coords = pixel_grid(height, width)
     targets = images.flatten(2).transpose(1, 2).float()  # (N, H*W, C), x fastest
     loss_of = _fitting_loss(spec, coords, compile)
-    generator = torch.Generator().manual_seed(recipe.seed)
     parts, scores = [], []
-    bar = tqdm(total=count * recipe.steps, desc=description, unit="step", unit_scale=True,
-               disable=not progress, smoothing=0.1)
-    for start in range(0, count, recipe.chunk):
+    bar = progress_bar(count * recipe.steps, description, "INR-step", progress)
+    for index, start in enumerate(range(0, count, recipe.chunk)):
         target = targets[start:start + recipe.chunk]
-        ws = siren_init(spec, len(target), generator)
-        params = [t.requires_grad_() for t in (*ws.weights, *ws.biases)]
-        optimiser = torch.optim.Adam(params, lr=recipe.lr)
-        for _ in range(recipe.steps):
-            optimiser.zero_grad(set_to_none=True)
-            loss_of(ws, target).backward()
-            optimiser.step()
-            bar.update(len(target))
-        ws = ws.map(lambda t: t.detach())
-        with torch.no_grad():
-            scores.append(psnr(forward(ws, coords), target))
+        key = f"sirens-{index:06d}"
+        done = store.get(key) if store is not None else None
+        if done is not None and len(done["psnr"]) == len(target):
+            ws = WeightSpace.from_flat(spec, done["weights"])
+            score = done["psnr"]
+        else:
+            ws = _fit_chunk(spec, target, recipe, chunk_generator(recipe.seed, index), loss_of,
+                            lambda: bar.update(len(target)))
+            with torch.no_grad():
+                score = psnr(forward(ws, coords), target)
+            if store is not None:
+                store.put(key, {"weights": ws.flatten(), "psnr": score})
         parts.append(ws)
+        scores.append(score)
     bar.close()
     return WeightSpace.cat(parts), torch.cat(scores)
+
+
+def _fit_chunk(spec: ArchSpec, target: Tensor, recipe: SirenRecipe, generator: torch.Generator,
+               loss_of: Callable[[WeightSpace, Tensor], Tensor], on_step: Callable[[], None]) -> WeightSpace:
+    """Adam on one chunk of SIRENs for ``recipe.steps`` steps."""
+    ws = siren_init(spec, len(target), generator)
+    params = [t.requires_grad_() for t in (*ws.weights, *ws.biases)]
+    optimiser = torch.optim.Adam(params, lr=recipe.lr)
+    for _ in range(recipe.steps):
+        optimiser.zero_grad(set_to_none=True)
+        loss_of(ws, target).backward()
+        optimiser.step()
+        on_step()
+    return ws.map(lambda t: t.detach())

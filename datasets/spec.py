@@ -9,7 +9,6 @@ channel of the last conv layer is one input neuron of the following linear layer
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sine", "sigmoid")
@@ -125,9 +124,6 @@ class ArchSpec:
         layers = tuple(Layer(**{**d, "kernel": tuple(d["kernel"])}) for d in data["layers"])
         return cls(layers, tuple(map(tuple, data.get("residual", ()))),
                    data.get("output_offset", 0.0), data.get("name", ""))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
     def describe(self) -> str:
         """Short human-readable form, e.g. ``2-32-32-1 sine`` or ``conv 1-8-8 | 8-10``."""

@@ -1,45 +1,33 @@
-"""Checking inputs from outside: missing data, malformed items, and "skip or fail".
+"""Checking data before it is used: "skip or fail" for malformed input items, and the
+checks every dataset passes before it is cached or trained on.
 
-A loader of published files meets two kinds of trouble. Data that is not there at all
-raises :class:`DataNotFound` (a ``FileNotFoundError``) whose one-line message says what to
-download, from where, and which paths were searched. A single bad item (a truncated state
-dict, a label out of range, a NaN weight) raises :class:`InvalidItem` naming the file and
-the problem; :class:`Skipper` turns those into counted skips when the user asked for
-``skip_invalid``, and the counts go into the data card as ``{"skipped": {reason: count}}``.
+A loader of published files meets two kinds of trouble. Data that is not there at all raises
+:class:`~datasets.errors.DataNotFound`. A single bad item (a truncated state dict, a label out
+of range, a NaN weight) raises :class:`~datasets.errors.InvalidItem`; :class:`Skipper` turns
+those into counted skips when the user asked for ``skip_invalid``, and the counts go into the
+data card as ``{"skipped": {reason: count}}``. :func:`validate_dataset` then checks the
+assembled dataset as a whole.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+
+from datasets.errors import InvalidData, InvalidItem
+
+if TYPE_CHECKING:
+    from datasets.weight_dataset import WeightDataset
 
 log = logging.getLogger("wsbench")
 T = TypeVar("T")
-
-
-class DataNotFound(FileNotFoundError):
-    """The files a loader needs are absent. ``str()`` is one line."""
-
-    def __init__(self, what: str, download: str, searched: Iterable[Path | str]) -> None:
-        paths = ", ".join(str(p) for p in searched)
-        super().__init__(f"{what} not found (searched: {paths}). Download {download}, then pass the "
-                         f"folder with --dataset-source DIR.")
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-
-class InvalidItem(ValueError):
-    """One malformed input item. ``reason`` is a short key used to count skips; the
-    message names the file and the problem."""
-
-    def __init__(self, path: Path | str, problem: str, reason: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.reason = reason
+# Fewest networks per split that a run can train on, select on and evaluate (a rank
+# correlation or an R^2 needs at least two values).
+MIN_NETWORKS = {"train": 2, "val": 2, "test": 2}
 
 
 class Skipper:
@@ -77,3 +65,30 @@ class Skipper:
     def summary(self) -> dict[str, int]:
         """The card entry: reason -> count, sorted by reason."""
         return dict(sorted(self.counts.items()))
+
+
+def validate_dataset(dataset: "WeightDataset") -> None:
+    """Refuse a dataset that cannot give a meaningful result: a split too small to train on
+    or evaluate, a network with NaN or infinite weights, or a target outside the task's
+    range. ``InvalidData`` names the dataset, the split and the problem."""
+    name = dataset.name
+    for split_name, split in dataset.splits().items():
+        where = f"{name}, {split_name} split"
+        if len(split) < MIN_NETWORKS[split_name]:
+            raise InvalidData(f"{where}: {len(split)} network(s); at least {MIN_NETWORKS[split_name]} are "
+                              f"needed to train and evaluate (raise --limit, or check --skip-invalid's count)")
+        bad = split.weights.nonfinite_rows()
+        if bad.any():
+            raise InvalidData(f"{where}: {int(bad.sum()):,} of {len(split):,} networks hold NaN or infinite "
+                              f"weights (first: network {int(bad.nonzero()[0, 0])}); the build options may make "
+                              f"fitting diverge")
+        targets = split.targets
+        if dataset.task == "classification":
+            if targets.dtype != torch.long:
+                raise InvalidData(f"{where}: class targets must be integers, got {targets.dtype}")
+            outside = (targets < 0) | (targets >= dataset.out_dim)
+            if outside.any():
+                raise InvalidData(f"{where}: {int(outside.sum())} target(s) outside the classes "
+                                  f"0..{dataset.out_dim - 1} (first: {int(targets[outside][0])})")
+        elif not torch.isfinite(targets).all():
+            raise InvalidData(f"{where}: {int((~torch.isfinite(targets)).sum())} target(s) are NaN or infinite")

@@ -11,7 +11,7 @@ networks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -38,7 +38,7 @@ class WeightSpace:
                 f"{len(self.weights)} and {len(self.biases)}"
             )
         batch = self.weights[0].shape[0]
-        for i, (layer, w, b) in enumerate(zip(self.spec.layers, self.weights, self.biases)):
+        for i, (layer, (w, b)) in enumerate(zip(self.spec.layers, self)):
             if tuple(w.shape) != (batch, *layer.weight_shape):
                 raise ValueError(f"layer {i}: weight shape {tuple(w.shape)}, expected "
                                  f"{(batch, *layer.weight_shape)}")
@@ -48,6 +48,10 @@ class WeightSpace:
 
     def __len__(self) -> int:
         return self.weights[0].shape[0]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(weight, bias)`` of every layer, in order."""
+        return zip(self.weights, self.biases)
 
     @property
     def device(self) -> torch.device:
@@ -78,12 +82,6 @@ class WeightSpace:
         return WeightSpace(self.spec, tuple(a + b for a, b in zip(self.weights, other.weights)),
                            tuple(a + b for a, b in zip(self.biases, other.biases)))
 
-    def __sub__(self, other: "WeightSpace") -> "WeightSpace":
-        return self + other.map(torch.neg)
-
-    def __mul__(self, scalar: float) -> "WeightSpace":
-        return self.map(lambda t: t * scalar)
-
     @staticmethod
     def cat(items: Sequence["WeightSpace"]) -> "WeightSpace":
         """Concatenate batches of the same architecture."""
@@ -97,7 +95,7 @@ class WeightSpace:
     def flatten(self) -> Tensor:
         """``(B, P)``: per layer the flattened weight, then the bias."""
         parts = []
-        for w, b in zip(self.weights, self.biases):
+        for w, b in self:
             parts += [w.flatten(1), b]
         return torch.cat(parts, dim=1)
 

@@ -34,7 +34,7 @@ from torch_geometric.nn import global_mean_pool
 
 from datasets.functional import forward
 from datasets.normalisation import Normaliser
-from datasets.registry import UnsupportedArchitecture
+from datasets.errors import UnsupportedArchitecture
 from datasets.spec import ArchSpec
 from datasets.weights import Weights, WeightSpace, as_mixed
 from methods.graph import EDGE_TYPES, NUM_ACTIVATION_IDS, GraphConverter

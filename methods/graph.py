@@ -269,8 +269,8 @@ class GraphConverter:
                 left, _, top, _ = _central_padding(layer.kernel, self.kernel)
                 kernels = values[:, edge_at:edge_at + count, top:top + layer.kernel[0],
                                  left:left + layer.kernel[1]]
-                weights.append(kernels.reshape(pos.numel(), *layer.weight_shape))
-                biases.append(x[:, node_at:node_at + layer.out_features])
+                weights.append(kernels.reshape(pos.numel(), *layer.weight_shape).contiguous())
+                biases.append(x[:, node_at:node_at + layer.out_features].contiguous())
                 edge_at += count
                 node_at += layer.out_features
             groups.append(WeightSpace(spec, tuple(weights), tuple(biases)))

@@ -26,16 +26,17 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import MultiAggregation
 from torch_geometric.nn.norm import LayerNorm
 
-from datasets.registry import TaskInfo, register_method
+from datasets.method_table import register_method
+from datasets.weight_dataset import TaskInfo
 from methods.encodings import GraphEncoder, readout, readout_dim
 from methods.graph import degree_histogram
 
+COMMON = {"aggregators": ("mean", "min", "max", "std"), "scalers": ("identity", "amplification"),
+          "sigma": 3.0, "readout": "output", "probes": 0, "probe_size": 16}
 PROFILES = {
-    "quick": {"hidden": 16, "layers": 3, "dropout": 0.0, "fourier": 16, "probes": 0},
-    "paper": {"hidden": 32, "layers": 4, "dropout": 0.2, "fourier": 128, "probes": 0},
+    "quick": {"hidden": 16, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
+    "paper": {"hidden": 32, "layers": 4, "dropout": 0.2, "fourier": 128, **COMMON},
 }
-DEFAULTS = {"aggregators": ("mean", "min", "max", "std"), "scalers": ("identity", "amplification"),
-            "sigma": 3.0, "readout": "output", "probe_size": 16}
 
 
 class DegreeScalers(nn.Module):
@@ -143,9 +144,8 @@ class NGGNN(nn.Module):
         return self.head(readout(x, graph, self.readout))
 
 
-@register_method("ng-gnn", family="graph", heterogeneous=True,
+@register_method("ng-gnn", family="graph", profiles=PROFILES, heterogeneous=True,
                  optim={"lr": 1e-3, "weight_decay": 5e-4},
                  paper="Kofinas et al. 2024 (Neural Graphs, NG-GNN)")
-def build_ng_gnn(info: TaskInfo, *, profile: str = "quick", **overrides) -> nn.Module:
-    """``overrides`` replace profile hyperparameters (e.g. ``probes=64``, ``readout='mean'``)."""
-    return NGGNN(info, **{**DEFAULTS, **PROFILES[profile], **overrides})
+def build_ng_gnn(task: TaskInfo, **hparams) -> nn.Module:
+    return NGGNN(task, **hparams)

@@ -29,16 +29,17 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter, softmax, to_dense_adj, to_dense_batch
 
-from datasets.registry import TaskInfo, register_method
+from datasets.method_table import register_method
+from datasets.weight_dataset import TaskInfo
 from methods.encodings import GraphEncoder, readout, readout_dim
 
+COMMON = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False}
 PROFILES = {
     "quick": {"d_node": 32, "d_edge": 8, "d_attn": 16, "d_node_hidden": 64, "d_edge_hidden": 16,
-              "d_out_hidden": 64, "heads": 2, "layers": 3, "dropout": 0.0, "fourier": 16},
+              "d_out_hidden": 64, "heads": 2, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
     "paper": {"d_node": 64, "d_edge": 32, "d_attn": 128, "d_node_hidden": 128, "d_edge_hidden": 64,
-              "d_out_hidden": 128, "heads": 8, "layers": 4, "dropout": 0.2, "fourier": 128},
+              "d_out_hidden": 128, "heads": 8, "layers": 4, "dropout": 0.2, "fourier": 128, **COMMON},
 }
-DEFAULTS = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False}
 
 
 def _linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
@@ -206,9 +207,8 @@ class NGT(nn.Module):
         return x, dense, DenseGraph(mask)
 
 
-@register_method("ng-t", family="graph", heterogeneous=True,
+@register_method("ng-t", family="graph", profiles=PROFILES, heterogeneous=True,
                  optim={"lr": 1e-3, "weight_decay": 5e-4},
                  paper="Kofinas et al. 2024 (Neural Graphs, NG-T)")
-def build_ng_t(info: TaskInfo, *, profile: str = "quick", **overrides) -> nn.Module:
-    """``overrides`` replace profile hyperparameters (e.g. ``dense=True``, ``probes=64``)."""
-    return NGT(info, **{**DEFAULTS, **PROFILES[profile], **overrides})
+def build_ng_t(task: TaskInfo, **hparams) -> nn.Module:
+    return NGT(task, **hparams)

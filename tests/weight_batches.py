@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from datasets.normalisation import LayerStats
-from datasets.registry import TaskInfo
+from datasets.weight_dataset import TaskInfo
 from datasets.spec import ArchSpec
 from datasets.weights import WeightSpace
 

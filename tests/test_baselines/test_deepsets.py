@@ -7,8 +7,8 @@ import pytest
 import torch
 from weight_batches import random_weights, task_info
 
-from baselines.deepsets import PROFILES, DeepSets, build_deepsets, row_elements
-from datasets.registry import METHODS
+from baselines.deepsets import PROFILES, DeepSets, row_elements
+from datasets.method_table import METHODS, build_method
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
@@ -21,7 +21,7 @@ SPECS = {"siren": siren_spec(), "relu4": mlp_spec([2, 16, 16, 16, 1], "relu"), "
 
 
 def model(*specs: ArchSpec, profile: str = "quick") -> DeepSets:
-    return build_deepsets(task_info(*specs), profile=profile).double().eval()
+    return build_method("deepsets", task_info(*specs), profile=profile).double().eval()
 
 
 def test_row_elements() -> None:
@@ -91,13 +91,13 @@ def test_mixed_architectures() -> None:
 
 def test_registration() -> None:
     entry = METHODS["deepsets"]
-    assert (entry.family, entry.invariant, entry.heterogeneous) == ("set", True, True)
+    assert (entry.family, "permutation" in entry.symmetries, entry.heterogeneous) == ("set", True, True)
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_training_step_gives_finite_gradients(profile: str) -> None:
     spec = SPECS["siren"]
-    net = build_deepsets(task_info(spec), profile=profile).train()
+    net = build_method("deepsets", task_info(spec), profile=profile).train()
     assert net.hparams["pool"] == PROFILES[profile]["pool"]
     ws = random_weights(spec, 6).to(torch.float32)
     out = net(ws)

@@ -9,8 +9,10 @@ import pytest
 import torch
 from weight_batches import random_weights, task_info
 
-from baselines.dwsnet import PROFILES, DWSLayer, DWSNet, build_dwsnet, fold, slot_layout
-from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
+from baselines.dwsnet import PROFILES, DWSLayer, DWSNet, fold, slot_layout
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import METHODS, build_method
+from datasets.weight_dataset import TaskInfo
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import WeightSpace
@@ -61,7 +63,7 @@ def test_invariant_under_hidden_permutations(name: str, reduction: str) -> None:
 
 def test_paper_profile_invariant() -> None:
     spec = SPECS["siren"]
-    net = build_dwsnet(task_info(spec), profile="paper").double().eval()
+    net = build_method("dwsnet", task_info(spec), profile="paper").double().eval()
     ws = random_weights(spec, 3)
     with torch.no_grad():
         torch.testing.assert_close(net(permute_hidden(ws, torch.Generator().manual_seed(0))), net(ws),
@@ -133,25 +135,25 @@ def test_negative_control_rows_only(name: str) -> None:
 def test_builder_refuses_conv_and_mixed() -> None:
     conv = ArchSpec((Layer("conv", 4, 1, (3, 3), activation="relu"), Layer("linear", 10, 4)))
     with pytest.raises(UnsupportedArchitecture, match="MLPs only"):
-        build_dwsnet(TaskInfo((conv,), 10, "classification"))
+        build_method("dwsnet", TaskInfo((conv,), 10, "classification"))
     mixed = TaskInfo((SPECS["siren"], SPECS["relu4"]), 10, "classification")
     with pytest.raises(UnsupportedArchitecture, match="one MLP architecture"):
-        build_dwsnet(mixed)
-    net = build_dwsnet(task_info(SPECS["siren"]))
+        build_method("dwsnet", mixed)
+    net = build_method("dwsnet", task_info(SPECS["siren"]))
     with pytest.raises(ValueError, match="built for"):
         net(random_weights(SPECS["relu4"]).to(torch.float32))
 
 
 def test_registration() -> None:
     entry = METHODS["dwsnet"]
-    assert (entry.family, entry.invariant, entry.heterogeneous) == ("equivariant", True, False)
+    assert (entry.family, "permutation" in entry.symmetries, entry.heterogeneous) == ("equivariant", True, False)
     assert entry.optim == {"lr": 5e-3, "weight_decay": 5e-4}
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_training_step_gives_finite_gradients(profile: str) -> None:
     spec = SPECS["siren"]
-    net = build_dwsnet(task_info(spec), profile=profile).train()
+    net = build_method("dwsnet", task_info(spec), profile=profile).train()
     assert net.hparams == PROFILES[profile]
     ws = random_weights(spec, 6).to(torch.float32)
     out = net(ws)

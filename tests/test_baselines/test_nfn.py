@@ -8,7 +8,9 @@ import torch
 from baselines.nfn import NFN
 from baselines.nfn_layers import HNPLinear, NPLinear, features_of
 from datasets.normalisation import LayerStats
-from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import METHODS, build_method
+from datasets.weight_dataset import TaskInfo
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import WeightSpace
@@ -52,7 +54,7 @@ def _relabel_ws(ws: WeightSpace, perms) -> WeightSpace:
 
 
 def _model(name: str, spec: ArchSpec, ws: WeightSpace):
-    return METHODS[name].build(_info(spec, ws), profile="quick").double().eval()
+    return build_method(name, _info(spec, ws), profile="quick").double().eval()
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -103,7 +105,7 @@ def test_builder_refuses_several_architectures_and_single_layers(name):
     one_layer = TaskInfo((mlp_spec([2, 1]),), 10, "classification")
     for info in (two, one_layer):
         with pytest.raises(UnsupportedArchitecture):
-            METHODS[name].build(info)
+            build_method(name, info)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -111,14 +113,14 @@ def test_builder_refuses_several_architectures_and_single_layers(name):
 def test_training_step_gives_finite_gradients(name, spec):
     torch.manual_seed(0)
     ws = _weights(spec, batch=4, dtype=torch.float32)
-    model = METHODS[name].build(_info(spec, ws, out_dim=1), profile="quick").train()
+    model = build_method(name, _info(spec, ws, out_dim=1), profile="quick").train()
     loss = model(ws).square().mean()
     loss.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
     with torch.device("meta"):
-        paper = METHODS[name].build(_info(spec, ws, out_dim=1), profile="paper")
+        paper = build_method(name, _info(spec, ws, out_dim=1), profile="paper")
     assert sum(p.numel() for p in paper.parameters()) > sum(p.numel() for p in model.parameters())
 
 
@@ -127,6 +129,6 @@ def test_training_step_gives_finite_gradients(name, spec):
 def test_parameter_counts_match_the_documented_ones(name, quick, paper):
     info = TaskInfo((siren_spec(),), 10, "classification")
     with torch.device("meta"):
-        counts = [sum(p.numel() for p in METHODS[name].build(info, profile=prof).parameters())
+        counts = [sum(p.numel() for p in build_method(name, info, profile=prof).parameters())
                   for prof in ("quick", "paper")]
     assert counts == [quick, paper]

@@ -9,7 +9,9 @@ import torch
 from baselines.nfn_layers import Features, layer_taps
 from baselines.nft import WeightSpaceSelfAttention
 from datasets.normalisation import LayerStats
-from datasets.registry import METHODS, TaskInfo, UnsupportedArchitecture
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import METHODS, build_method
+from datasets.weight_dataset import TaskInfo
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import WeightSpace
@@ -44,7 +46,7 @@ def _relabel(feats: Features, perms: dict[int, torch.Tensor]) -> Features:
 def test_invariant_to_hidden_permutations_and_sensitive_to_row_shuffles(spec):
     torch.manual_seed(0)
     ws = _weights(spec)
-    model = METHODS["nft"].build(_info(spec, ws), profile="quick").double().eval()
+    model = build_method("nft", _info(spec, ws), profile="quick").double().eval()
     with torch.no_grad():
         out = model(ws)
         permuted = model(permute_hidden(ws, torch.Generator().manual_seed(3)))
@@ -75,14 +77,14 @@ def test_self_attention_is_equivariant_to_every_neuron_layer(spec):
 def test_builder_refuses_several_architectures_and_single_layers():
     for specs in ((siren_spec(), mlp_spec([2, 16, 1])), (mlp_spec([2, 1]),)):
         with pytest.raises(UnsupportedArchitecture):
-            METHODS["nft"].build(TaskInfo(specs, 10, "classification"))
+            build_method("nft", TaskInfo(specs, 10, "classification"))
 
 
 @pytest.mark.parametrize("spec", [siren_spec(), CNN], ids=lambda s: s.describe())
 def test_training_step_gives_finite_gradients(spec):
     torch.manual_seed(0)
     ws = _weights(spec, batch=4, dtype=torch.float32)
-    model = METHODS["nft"].build(_info(spec, ws, out_dim=1), profile="quick").train()
+    model = build_method("nft", _info(spec, ws, out_dim=1), profile="quick").train()
     model(ws).square().mean().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -92,6 +94,6 @@ def test_training_step_gives_finite_gradients(spec):
 def test_parameter_counts_match_the_documented_ones():
     info = TaskInfo((siren_spec(),), 10, "classification")
     with torch.device("meta"):
-        counts = [sum(p.numel() for p in METHODS["nft"].build(info, profile=prof).parameters())
+        counts = [sum(p.numel() for p in build_method("nft", info, profile=prof).parameters())
                   for prof in ("quick", "paper")]
     assert counts == [138_842, 8_038_922]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from weight_batches import random_weights, task_info
 
-from baselines.statnn import NUM_STATS, PROFILES, StatNN, build_statnn, tensor_stats
-from datasets.registry import METHODS
+from baselines.statnn import NUM_STATS, PROFILES, StatNN, tensor_stats
+from datasets.method_table import METHODS, build_method
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
@@ -21,7 +21,7 @@ SPECS = {"siren": siren_spec(), "relu4": mlp_spec([2, 16, 16, 16, 1], "relu"), "
 
 
 def model(*specs: ArchSpec, profile: str = "quick") -> StatNN:
-    return build_statnn(task_info(*specs), profile=profile).double().eval()
+    return build_method("statnn", task_info(*specs), profile=profile).double().eval()
 
 
 def test_tensor_stats_match_torch() -> None:
@@ -84,14 +84,14 @@ def test_mixed_depths_align_first_and_last_layers() -> None:
 
 def test_registration() -> None:
     entry = METHODS["statnn"]
-    assert (entry.family, entry.invariant, entry.heterogeneous) == ("stats", True, True)
+    assert (entry.family, "permutation" in entry.symmetries, entry.heterogeneous) == ("stats", True, True)
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 @pytest.mark.parametrize("name", ["siren", "conv"])
 def test_training_step_gives_finite_gradients(profile: str, name: str) -> None:
     spec = SPECS[name]
-    net = build_statnn(task_info(spec), profile=profile).train()
+    net = build_method("statnn", task_info(spec), profile=profile).train()
     assert net.hparams["hidden"] == PROFILES[profile]["hidden"]
     ws = random_weights(spec, 6).to(torch.float32)
     out = net(ws)

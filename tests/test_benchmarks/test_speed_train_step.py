@@ -13,7 +13,8 @@ import baselines  # noqa: F401
 import methods  # noqa: F401
 from datasets.inr_fitting import siren_init
 from datasets.normalisation import LayerStats
-from datasets.registry import METHODS, TaskInfo
+from datasets.method_table import METHODS, build_method
+from datasets.weight_dataset import TaskInfo
 from datasets.spec import siren_spec
 
 BATCH = 128
@@ -25,7 +26,7 @@ def test_train_step(benchmark, name):
     spec = siren_spec()
     ws = siren_init(spec, BATCH, torch.Generator().manual_seed(0))
     targets = torch.randint(0, 10, (BATCH,))
-    model = METHODS[name].build(TaskInfo((spec,), 10, "classification", {spec: LayerStats.of(ws)}), profile="quick")
+    model = build_method(name, TaskInfo((spec,), 10, "classification", {spec: LayerStats.of(ws)}), profile="quick")
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
 

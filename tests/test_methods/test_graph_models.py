@@ -5,11 +5,14 @@ steps for both profiles."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from weight_batches import random_weights, task_info
 
-from datasets.registry import METHODS, UnsupportedArchitecture
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import METHODS, build_method
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights
@@ -32,7 +35,7 @@ def changed(a: torch.Tensor, b: torch.Tensor) -> bool:
 def model(variant: str, specs: tuple[ArchSpec, ...], **overrides) -> torch.nn.Module:
     method, options = VARIANTS[variant]
     torch.manual_seed(0)
-    return METHODS[method].build(task_info(*specs), profile="quick", **options, **overrides).double().eval()
+    return build_method(method, task_info(*specs), profile="quick", **options, **overrides).double().eval()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -70,7 +73,7 @@ def test_mixed_batch_invariant_and_in_batch_order(variant, generator):
 @pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
 def test_registered_as_heterogeneous_graph_method(method):
     entry = METHODS[method]
-    assert entry.family == "graph" and entry.heterogeneous and entry.invariant
+    assert entry.family == "graph" and entry.heterogeneous and "permutation" in entry.symmetries
 
 
 def test_dense_attention_shares_the_parameters_but_attends_over_all_pairs():
@@ -83,7 +86,7 @@ def test_dense_attention_shares_the_parameters_but_attends_over_all_pairs():
 
 @pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
 def test_builder_refuses_what_it_cannot_read(method):
-    build = METHODS[method].build
+    build = partial(build_method, method)
     with pytest.raises(UnsupportedArchitecture, match="outputs"):
         build(task_info(SPECS["siren"], siren_spec(out_features=3)))
     build(task_info(SPECS["siren"], siren_spec(out_features=3)), readout="mean")
@@ -96,7 +99,7 @@ def test_builder_refuses_what_it_cannot_read(method):
 def test_training_step_mixed_batch_gives_finite_gradients(method, profile):
     specs = (SPECS["siren"], SPECS["cnn-res"])
     torch.manual_seed(0)
-    net = METHODS[method].build(task_info(*specs), profile=profile).train()
+    net = build_method(method, task_info(*specs), profile=profile).train()
     assert net.hparams["layers"] == {"quick": 3, "paper": 4}[profile]
     mixed = MixedWeights.from_groups([random_weights(specs[0], 2).to(torch.float32),
                                       random_weights(specs[1], 2).to(torch.float32)])[torch.tensor([0, 2, 1, 3])]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.validation import DataNotFound
+from datasets.errors import DataNotFound, InvalidData
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
@@ -42,7 +42,7 @@ ALLOWED_GLOBALS = {
 }
 
 
-class CifarError(ValueError):
+class CifarError(InvalidData):
     """A malformed or refused CIFAR batch file; the message names the file."""
 
 

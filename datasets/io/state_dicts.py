@@ -19,6 +19,7 @@ its ``reason`` is the key under which a skip is counted.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 
 from datasets.spec import ArchSpec
-from datasets.validation import InvalidItem
+from datasets.errors import InvalidItem
 from datasets.weights import WeightSpace
 
 Layers = tuple[list[Tensor], list[Tensor]]
@@ -38,7 +39,7 @@ LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueErr
 
 class StateDictError(InvalidItem):
     """A state-dict file that cannot be used; ``reason`` in
-    ``unreadable | keys | shape | dtype | nonfinite``."""
+    ``unreadable | unsafe | keys | shape | dtype | nonfinite``."""
 
 
 def load_file(path: Path | str) -> Mapping:
@@ -46,6 +47,11 @@ def load_file(path: Path | str) -> Mapping:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as err:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if isinstance(err, pickle.UnpicklingError) and refused:
+            raise StateDictError(path, f"refused to unpickle global {refused.group(1)}: the file holds "
+                                       "objects other than tensors, and wsbench never unpickles arbitrary "
+                                       "objects", "unsafe") from err
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StateDictError(path, f"cannot be read as a PyTorch state dict (truncated or corrupt?): "
                                    f"{first_line}", "unreadable") from err
@@ -116,7 +122,7 @@ def stack(spec: ArchSpec, networks: list[Layers]) -> WeightSpace:
 def dwsnets_state_dict(ws: WeightSpace, row: int) -> OrderedDict[str, Tensor]:
     """Network ``row`` of ``ws`` as a DWSNets state dict (``seq.{i}.weight/bias``)."""
     state: OrderedDict[str, Tensor] = OrderedDict()
-    for (wn, bn), w, b in zip(dwsnets_keys(ws.spec), ws.weights, ws.biases):
+    for (wn, bn), (w, b) in zip(dwsnets_keys(ws.spec), ws):
         state[wn] = w[row].detach().clone().contiguous()
         state[bn] = b[row].detach().clone().contiguous()
     return state

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.errors import InvalidData
+
 DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
           0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 # file stems of the two splits, as distributed
@@ -23,7 +25,7 @@ SPLIT_STEMS = {"train": "train", "test": "t10k"}
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 
 
-class IdxError(ValueError):
+class IdxError(InvalidData):
     """A malformed IDX file; the message names the file and the problem."""
 
 

@@ -1,0 +1,80 @@
+"""The dataset table: every dataset declared once, with its facts, where it is registered.
+
+In the spirit of OGB's ``master.csv``: the loader, the suites, the evaluator, the
+leaderboard, the fetcher and ``python -m benchmarks.run --list`` all read this one table
+(:data:`DATASETS`). A registration pairs a :class:`DatasetInfo` with the
+:class:`~datasets.source.DatasetSource` subclass that reads or builds it, plus the
+constants that tell that source which member of its family it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from datasets.registry import Registry
+
+if TYPE_CHECKING:
+    from datasets.source import DatasetSource, LoadOptions
+
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One published file: its URL, the name it is saved under, and its sha256 (``None``
+    where no checksum was published: the fetcher records the one it measures)."""
+
+    url: str
+    name: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The facts about one dataset.
+
+    ``out_dim``: number of classes (classification) or 1 (regression). ``splits``: the
+    published train / val / test sizes, if any. ``version``: the version of the code that
+    reads or builds it; bump it whenever that code changes what it produces, so every cache
+    and run record made by the old code stops matching. ``embedded``: built locally from
+    data that ships with a dependency, no download."""
+
+    name: str
+    suites: tuple[str, ...]
+    task: str
+    out_dim: int
+    description: str
+    source: str
+    licence: str
+    version: int = 1
+    splits: tuple[int, int, int] | None = None
+    embedded: bool = False
+    files: tuple[RemoteFile, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task must be one of {TASKS}, got {self.task!r}")
+        if self.out_dim < 1 or (self.task == "regression" and self.out_dim != 1):
+            raise ValueError(f"{self.name}: out_dim must be >= 1 (1 for regression), got {self.out_dim}")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: its facts, its source class and the source's constants."""
+
+    info: DatasetInfo
+    source: type["DatasetSource"]
+    constants: dict[str, Any] = field(default_factory=dict)
+
+    def open(self, options: "LoadOptions") -> "DatasetSource":
+        """The source for these load options (options are parsed and checked here)."""
+        return self.source(self.info, options, **self.constants)
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register_dataset(info: DatasetInfo, source: type["DatasetSource"], **constants: Any) -> DatasetEntry:
+    """Declare ``info`` and the source that reads or builds it."""
+    return DATASETS.add(info.name, DatasetEntry(info, source, constants))

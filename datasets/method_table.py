@@ -1,0 +1,105 @@
+"""The method table: every method declared once, with its facts, where it is registered.
+
+In the spirit of timm's ``create_model``: :func:`build_method` is the one way to build any
+method, from a profile's hyperparameters and validated overrides. It lives in the lowest
+package because ``baselines/`` and ``methods/`` both register here and neither may import
+the harness.
+
+A registration states the symmetries the method is invariant to *by construction*
+(``symmetries``; the contract test checks each) and the non-symmetries it is documented to
+be blind to (``blind_to``; the contract test checks that it really is, and that another
+control does change its output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from datasets.errors import ConfigError
+from datasets.options import parse_value
+from datasets.registry import Registry
+from datasets.weight_dataset import TaskInfo
+
+PROFILES = ("quick", "paper")
+SYMMETRIES = ("permutation", "sign_flip", "rescale")
+CONTROLS = ("permute_rows_only",)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method.
+
+    ``build(task, **hyperparameters)`` returns an ``nn.Module`` whose ``forward(weights)``
+    maps a ``WeightSpace`` (or a ``MixedWeights`` when ``heterogeneous``) to
+    ``(B, out_dim)``. ``profiles``: per profile (``quick``, ``paper``) the complete
+    hyperparameters; with ``by_domain`` each profile holds one set per domain (``mlp``,
+    ``cnn``). ``optim`` overrides the protocol's AdamW settings where the paper used others.
+    ``version``: bump it when the code changes what the method computes, so records made by
+    the old code are not reused."""
+
+    name: str
+    family: str
+    build: Callable[..., nn.Module]
+    profiles: dict[str, dict[str, Any]]
+    symmetries: frozenset[str] = frozenset({"permutation"})
+    blind_to: frozenset[str] = frozenset()
+    heterogeneous: bool = False
+    by_domain: bool = False
+    optim: dict[str, float] = field(default_factory=dict)
+    version: int = 1
+    paper: str = ""
+
+    def __post_init__(self) -> None:
+        if set(self.profiles) != set(PROFILES):
+            raise ValueError(f"{self.name}: profiles must be {PROFILES}, got {sorted(self.profiles)}")
+        unknown = (self.symmetries - set(SYMMETRIES)) | (self.blind_to - set(CONTROLS))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown symmetries or controls {sorted(unknown)}")
+
+    def defaults(self, profile: str, task: TaskInfo) -> dict[str, Any]:
+        """The profile's hyperparameters for ``task``."""
+        if profile not in self.profiles:
+            raise ConfigError(f"{self.name}: unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+        table = self.profiles[profile]
+        return dict(table[task.domain] if self.by_domain else table)
+
+    def hyperparameters(self, task: TaskInfo, profile: str = "quick",
+                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The profile's hyperparameters with ``overrides`` (strings are parsed to the type
+        of the default); an unknown key is refused with the valid ones."""
+        values = self.defaults(profile, task)
+        overrides = overrides or {}
+        unknown = sorted(set(overrides) - set(values))
+        if unknown:
+            raise ConfigError(f"{self.name}: unknown method option(s) {', '.join(unknown)}; valid: "
+                              f"{', '.join(sorted(values))}")
+        values.update({k: parse_value(f"{self.name} option {k}", v, values[k]) for k, v in overrides.items()})
+        return values
+
+
+METHODS: Registry[MethodInfo] = Registry("method")
+
+
+def register_method(name: str, *, family: str, profiles: dict[str, dict[str, Any]],
+                    symmetries: tuple[str, ...] = ("permutation",), blind_to: tuple[str, ...] = (),
+                    heterogeneous: bool = False, by_domain: bool = False, optim: dict | None = None,
+                    version: int = 1, paper: str = "") -> Callable:
+    """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module``."""
+    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        METHODS.add(name, MethodInfo(name, family, build, profiles, frozenset(symmetries), frozenset(blind_to),
+                                     heterogeneous, by_domain, dict(optim or {}), version, paper))
+        return build
+    return wrap
+
+
+def build_method(name: str, task: TaskInfo, *, profile: str = "quick", **overrides: Any) -> nn.Module:
+    """Build method ``name`` for ``task``: the profile's hyperparameters with ``overrides``.
+    The module's ``hparams`` attribute holds the hyperparameters it was built with."""
+    info = METHODS[name]
+    hparams = info.hyperparameters(task, profile, overrides)
+    model = info.build(task, **hparams)
+    model.hparams = hparams
+    return model
