@@ -1,5 +1,11 @@
-"""The comparators (DESIGN.md section 4); every module here registers its methods on import."""
+"""The comparators: flat MLP, DeepSets, STATNN, DWSNet, NFN, NFT; every module here registers
+its methods on import."""
 
-from datasets.discovery import import_submodules
+import runpy as _runpy
+from pathlib import Path as _Path
+
+_runpy.run_path(str(_Path(__file__).resolve().parents[1] / "datasets" / "binding.py"))  # our datasets, not HF's
+
+from datasets.discovery import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)

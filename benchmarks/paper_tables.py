@@ -1,6 +1,6 @@
-"""Paper tables: the published numbers (DESIGN.md section 5) next to ours, rendered from
-the run records. ``python -m benchmarks.paper_tables [--out results]`` writes
-``results/paper_tables.md``; ``benchmarks.run`` renders it after every suite."""
+"""Paper tables: the published numbers next to ours, rendered from the run records.
+``python -m benchmarks.paper_tables [--out runs]`` writes ``OUT/paper_tables.md``;
+``benchmarks.run`` renders it after every suite. Each published number names its source."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.leaderboard import mean_std
+from benchmarks.leaderboard import budget, mean_std
+from benchmarks.metrics import METRICS
+from benchmarks.record_schema import RunRecord
 from benchmarks.records import load_records
-from datasets.cache import atomic_write_text
+from benchmarks.suites import SUITES
+from datasets.files import atomic_write_text
 
 INR_SOURCE = ("Navon et al. 2023 (DWSNets), Zhou et al. 2023 (NFN), Kofinas et al. 2024 (Neural Graphs), "
               "Kalogeropoulos et al. 2024 (ScaleGMN); DWSNets MNIST / FashionMNIST INRs")
@@ -23,32 +26,46 @@ ZOO_SOURCE = "Zhou et al. 2023 (NFN, NFT), Kofinas et al. 2024 (Neural Graphs); 
 ZOO_PUBLISHED = {"statnn": 0.915, "nfn-np": 0.922, "nfn-hnp": 0.934, "nft": 0.926, "ng-gnn": 0.930, "ng-t": 0.935}
 
 
-def ours(records: list[dict], dataset: str, metric: str, scale: float, digits: int) -> dict[str, str]:
-    """Our mean +- std per method on ``dataset`` (best profile present: paper, else quick),
-    with the profile, the number of seeds and, for a subset (``--limit``), its size."""
-    by: dict[tuple[str, str, int | None], list[float]] = defaultdict(list)
+def _rank(records: list[RunRecord]) -> tuple:
+    """Which configuration of a method best stands for our number: the paper profile first,
+    then the most data, the most epochs and the most seeds."""
+    config = records[0]["config"]
+    limit = config["data"].get("limit") or 10**12
+    return (config["profile"] == "paper", limit, config["train"]["epochs"], len(records))
+
+
+def ours(records: list[RunRecord], dataset: str, metric: str) -> dict[str, str]:
+    """Per method on ``dataset``: mean +- std over the seeds of one configuration (the
+    largest budget present; configurations are never mixed), with that budget and the
+    number of seeds."""
+    by: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
-        if r["dataset"] == dataset and r["status"] == "ok" and r["profile"] in ("paper", "quick"):
-            limit = r.get("config", {}).get("data", {}).get("limit")
-            by[(r["method"], r["profile"], limit)].append(r["metrics"][metric])
+        c = r["config"]
+        if c["dataset"] == dataset and r["status"] == "ok" and c["profile"] in ("paper", "quick"):
+            by[(c["method"], r["config_id"])].append(r)
+    best: dict[str, list[RunRecord]] = {}
+    for (method, _), runs in by.items():
+        if method not in best or _rank(runs) > _rank(best[method]):
+            best[method] = runs
+    shown = METRICS[metric]
     result = {}
-    for (method, profile, limit), values in sorted(by.items(), key=lambda kv: (kv[0][1] != "paper",
-                                                                                -(kv[0][2] or 10**12))):
-        seeds = f"{len(values)} seed{'s' if len(values) > 1 else ''}"
-        subset = f", {limit:,} per split" if limit else ""
-        result.setdefault(method, f"{mean_std(values, scale, digits)} ({profile}, {seeds}{subset})")
+    for method, runs in sorted(best.items()):
+        seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+        result[method] = (f"{mean_std([r['metrics'][metric] for r in runs], shown.scale, shown.digits)} "
+                          f"({runs[0]['config']['profile']}, {budget(runs[0])}, {seeds})")
     return result
 
 
-def render(records: list[dict]) -> str:
-    def columns(datasets, metric, scale, digits):
-        return [ours(records, d, metric, scale, digits) for d in datasets]
+def render(records: list[RunRecord], source: str = "results") -> str:
+    def columns(datasets, metric):
+        return [ours(records, d, metric) for d in datasets]
 
     inr_sets = ("mnist-inr", "fmnist-inr", "digits-inr")
-    inr = columns(inr_sets, "accuracy", 100.0, 2)
+    inr = columns(inr_sets, "accuracy")
     methods = list(INR_PUBLISHED) + sorted({m for col in inr for m in col} - set(INR_PUBLISHED))
     lines = ["# Published results next to ours", "",
-             "Generated from `results/records` by `python -m benchmarks.paper_tables`; do not edit by hand.",
+             f"Generated from `{source}/records` by `python -m benchmarks.paper_tables --out {source}`; do not edit "
+             "by hand.",
              "'–': not published, or not run here yet.", "",
              "## INR classification (test accuracy %)", "", f"Published: {INR_SOURCE}.", "",
              "| method | MNIST (paper) | MNIST (ours) | FashionMNIST (paper) | FashionMNIST (ours) | digits-inr (ours) |",
@@ -59,7 +76,7 @@ def render(records: list[dict]) -> str:
         lines.append(f"| {m} | {cell(pub[0])} | {inr[0].get(m, '–')} | {cell(pub[1])} | {inr[1].get(m, '–')} "
                      f"| {inr[2].get(m, '–')} |")
     zoo_sets = ("small-cnn-zoo-cifar10", "digits-cnn-zoo", "digits-cnn-park")
-    zoo = columns(zoo_sets, "kendall_tau", 1.0, 3)
+    zoo = columns(zoo_sets, "kendall_tau")
     methods = list(ZOO_PUBLISHED) + sorted({m for col in zoo for m in col} - set(ZOO_PUBLISHED))
     lines += ["", "## CNN generalization prediction (Kendall τ)", "", f"Published: {ZOO_SOURCE}.", "",
               "| method | CIFAR10-GS (paper) | CIFAR10-GS (ours) | digits-cnn-zoo (ours) | digits-cnn-park (ours) |",
@@ -72,15 +89,21 @@ def render(records: list[dict]) -> str:
 
 
 def write(out: Path) -> str:
-    text = render(load_records(out))
+    text = render(load_records(out, {name: suite.metrics for name, suite in SUITES.items()}), str(out))
     atomic_write_text(out / "paper_tables.md", text + "\n")
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.paper_tables", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    print(write(parser.parse_args(argv).out))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.paper_tables",
+                                     description="Render the published numbers beside ours from the run records.")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="results folder with records/ (default runs)")
+    args = parser.parse_args(argv)
+    if not (args.out / "records").is_dir():
+        print(f"error: {args.out}: no records/ folder here; give the results folder of your runs (--out DIR)",
+              file=sys.stderr)
+        return 2
+    print(write(args.out))
     return 0
 
 

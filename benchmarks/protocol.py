@@ -4,11 +4,17 @@ AdamW (method-specific lr / weight decay where its paper used others), linear wa
 cosine decay (or constant), gradient-norm clipping, evaluation on the validation split after
 every epoch and the weights of the best validation epoch kept. The test split is not
 touched here: ``benchmarks.evaluation`` evaluates it once, afterwards.
+
+Both splits are moved to the device once, before the first epoch, so a GPU run makes no
+host copies per batch. ``precision="bf16"`` runs forward and loss under bfloat16 autocast
+(the parameters and optimiser stay float32); ``compile=True`` passes the model through
+``torch.compile`` (graphs it cannot compile run eagerly).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import time
@@ -19,9 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from benchmarks.metrics import METRICS, compute
-from datasets.collection import Split
+from benchmarks.metrics import METRICS, Undefined, compute
+from datasets.weight_dataset import Split
 from datasets.weights import Weights
+
+log = logging.getLogger("wsbench")
 
 
 @dataclass(frozen=True)
@@ -36,11 +44,15 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" | "constant"
     clip_norm: float = 10.0
     eval_batch_size: int = 512
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    compile: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+PROTOCOL_VERSION = 2  # bump when this module changes what a run computes
+PRECISIONS = ("fp32", "bf16")
 PROFILES: dict[str, TrainConfig] = {
     # CPU budgets: the default suite must finish on a 2-core machine (README states the times).
     "quick": TrainConfig(epochs=30),
@@ -50,16 +62,17 @@ PROFILES: dict[str, TrainConfig] = {
 }
 
 
-def profile_config(profile: str, optim: dict, epochs: int | None = None) -> TrainConfig:
-    """The profile's budget with the method's optimiser overrides and an explicit epoch count."""
-    config = replace(PROFILES[profile], **optim)
+def profile_config(profile: str, optim: dict, epochs: int | None = None, **settings) -> TrainConfig:
+    """The profile's budget with the method's optimiser overrides, an explicit epoch count
+    and other settings (``precision``, ``compile``)."""
+    config = replace(PROFILES[profile], **optim, **settings)
     return replace(config, epochs=epochs) if epochs else config
 
 
 @dataclass
 class TrainResult:
     best_epoch: int
-    best_val: dict[str, float]
+    best_val: dict[str, float | None]
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
@@ -93,18 +106,45 @@ def schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def autocast(config: TrainConfig, device: torch.device):
+    """The precision context of forward passes."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+
+def to_device(split: Split, device: torch.device) -> Split:
+    """``split`` with weights and targets on ``device`` (the same object if already there)."""
+    if split.targets.device == device:
+        return split
+    return Split(split.weights.to(device), split.targets.to(device), split.extras)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, weights: Weights, batch_size: int, device: torch.device) -> Tensor:
-    """Model outputs for every network of ``weights``, on the CPU, in order."""
+def predict(model: nn.Module, weights: Weights, batch_size: int, device: torch.device,
+            config: TrainConfig | None = None) -> Tensor:
+    """Model outputs for every network of ``weights``, as float32 on the CPU, in order."""
     model.eval()
+    weights = weights.to(device)
     outs = []
-    for start in range(0, len(weights), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(weights)))
-        outs.append(model(weights[index].to(device)).float().cpu())
+    with autocast(config or TrainConfig(epochs=1), device):
+        for start in range(0, len(weights), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(weights)), device=device)
+            outs.append(model(weights[index]).float().cpu())
     return torch.cat(outs)
 
 
-def is_better(metric: str, value: float, best: float | None) -> bool:
+def compiled(model: nn.Module, enabled: bool) -> nn.Module:
+    """``torch.compile(model)`` if ``enabled``; a graph that cannot be compiled runs eagerly
+    (dynamo's ``suppress_errors``), so compiling changes speed, not the function."""
+    if not enabled:
+        return model
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(model)
+
+
+def is_better(metric: str, value: float | None, best: float | None) -> bool:
+    """Whether ``value`` improves on ``best`` (an undefined value never does)."""
+    if value is None:
+        return False
     if best is None:
         return True
     return value > best if METRICS[metric].higher_is_better else value < best
@@ -117,6 +157,8 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
     seed_everything(seed)
     order = torch.Generator().manual_seed(seed)
     model.to(device)
+    train_split, val_split = to_device(train_split, device), to_device(val_split, device)
+    step_model = compiled(model, config.compile)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule(config, steps_per_epoch * config.epochs))
@@ -126,22 +168,24 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
     start, seen = time.perf_counter(), 0
     for epoch in range(1, config.epochs + 1):
         model.train()
-        total = 0.0
-        for index in torch.randperm(len(train_split), generator=order).split(config.batch_size):
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        for index in torch.randperm(len(train_split), generator=order).to(device).split(config.batch_size):
             weights, targets = train_split.batch(index)
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(weights.to(device)), targets.to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
+            with autocast(config, device):
+                loss = loss_fn(step_model(weights).float(), targets)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimiser.step()
             scheduler.step()
-            total += loss.item() * len(index)
+            total = total + loss.detach() * len(index)
             seen += len(index)
-        val = compute(metrics, predict(model, val_split.weights, config.eval_batch_size, device),
-                      val_split.targets)
-        entry = {"epoch": epoch, "train_loss": total / len(train_split), **{f"val_{k}": v for k, v in val.items()}}
+        train_loss = total.item() / len(train_split)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"the training loss became {train_loss} in epoch {epoch}")
+        val, _ = compute(metrics, predict(model, val_split.weights, config.eval_batch_size, device, config),
+                         val_split.targets.cpu())
+        entry = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
         result.history.append(entry)
         if on_epoch:
             on_epoch(entry)
@@ -150,5 +194,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
             best_state = copy.deepcopy(model.state_dict())
     result.train_seconds = time.perf_counter() - start
     result.samples_per_second = seen / max(result.train_seconds, 1e-9)
+    if best_state is None:
+        raise Undefined(f"the validation {primary} is undefined in every epoch")
     model.load_state_dict(best_state)
     return result

@@ -1,6 +1,12 @@
-"""Run records: one JSON file per (profile, suite, dataset, method, seed), the source of
-truth for leaderboards and tables. Written atomically; a finished record is never redone
-unless asked, and a corrupt one is set aside (renamed, not deleted) and redone."""
+"""Run records on disk: one JSON file per run at a path made of its identity, written
+atomically; a finished record is never redone unless asked, and a corrupt one is set aside
+(renamed, not deleted) and redone.
+
+``out/records/<profile>/<suite>/<dataset>/<method>/<config id>/seed<k>.json``: a run's
+configuration id is the hash of everything that changes its result (``RunConfig``), so a
+run with another budget, option, dataset build or code version never lands on, or is
+mistaken for, an existing record.
+"""
 
 from __future__ import annotations
 
@@ -14,62 +20,81 @@ from pathlib import Path
 
 import torch
 
-from datasets.cache import atomic_write_text
+from benchmarks.record_schema import SCHEMA_VERSION, InvalidRecord, RunConfig, RunRecord, validate
+from datasets.files import atomic_write_text
 
 log = logging.getLogger("wsbench")
-SCHEMA_VERSION = 1
-REQUIRED = ("schema", "suite", "dataset", "method", "seed", "profile", "status", "fingerprint")
-STATUSES = ("ok", "n/a", "failed")
+REFERENCE_MARKER = "REFERENCE.md"
+SHIPPED = Path(__file__).resolve().parents[1] / "results"  # the repository's reference results
 
 
-def record_path(out: Path, profile: str, suite: str, dataset: str, method: str, seed: int) -> Path:
-    return out / "records" / profile / suite / dataset / method / f"seed{seed}.json"
+def digest(value: object) -> str:
+    """Stable short hash of a JSON-able value."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def run_fingerprint(config: dict) -> str:
-    """Hash of everything that determines a run's outcome."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def config_id(config: RunConfig) -> str:
+    return digest(config)
 
 
-def validate(record: dict, source: Path | str = "record") -> dict:
-    """Check the schema; ``ValueError`` naming the source and the problem."""
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise ValueError(f"{source}: record lacks {missing}")
-    if record["schema"] != SCHEMA_VERSION or record["status"] not in STATUSES:
-        raise ValueError(f"{source}: unknown schema {record['schema']!r} or status {record['status']!r}")
-    if record["status"] == "ok":
-        for key in ("metrics", "robustness", "best_epoch", "parameters", "train_seconds"):
-            if key not in record:
-                raise ValueError(f"{source}: finished record lacks {key!r}")
-    return record
+def run_id(config: RunConfig, seed: int) -> str:
+    return digest({"config": config, "seed": seed})
 
 
-def write_record(path: Path, record: dict) -> None:
-    atomic_write_text(path, json.dumps(validate(record, path), indent=2, sort_keys=True, default=str))
+def record_path(out: Path, config: RunConfig, seed: int) -> Path:
+    return (out / "records" / config["profile"] / config["suite"] / config["dataset"] / config["method"]
+            / config_id(config) / f"seed{seed}.json")
 
 
-def read_record(path: Path) -> dict | None:
-    """The record at ``path``, or None if absent; a corrupt one is renamed ``*.corrupt``."""
+def is_reference(out: Path) -> bool:
+    """Whether ``out`` holds the shipped reference results (which a run must not change
+    unless asked to)."""
+    return (out / REFERENCE_MARKER).is_file()
+
+
+def reference_folder(out: Path) -> Path | None:
+    """The shipped reference results to show beside the runs in ``out`` (none if ``out`` is
+    the reference itself, or the installation has none)."""
+    if not is_reference(SHIPPED) or SHIPPED.resolve() == out.resolve():
+        return None
+    return SHIPPED
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    atomic_write_text(path, json.dumps(validate(record, str(path)), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_record(path: Path, metrics: tuple[str, ...] = ()) -> RunRecord | None:
+    """The record at ``path``, or None if absent; a corrupt or malformed one is renamed
+    ``*.corrupt`` (kept for inspection) and None returned, so the run is redone."""
     if not path.exists():
         return None
     try:
-        return validate(json.loads(path.read_text()), path)
-    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as err:
+        return validate(json.loads(path.read_text()), str(path), metrics)
+    except (json.JSONDecodeError, UnicodeDecodeError, InvalidRecord) as err:
         aside = path.with_suffix(".json.corrupt")
         path.replace(aside)
-        log.warning("%s is corrupt (%s); moved to %s and the run will be redone", path, err, aside.name)
+        log.warning("%s cannot be used (%s); moved to %s and the run will be redone", path, err, aside.name)
         return None
 
 
-def load_records(out: Path) -> list[dict]:
-    """Every valid record under ``out/records``; invalid files are reported and skipped."""
-    records = []
+def load_records(out: Path, metrics_of: dict[str, tuple[str, ...]] | None = None) -> list[RunRecord]:
+    """Every valid record under ``out/records``; an invalid file is reported in one line
+    and skipped. ``metrics_of``: per suite, the metrics a finished record must hold."""
+    records, older = [], 0
     for path in sorted((out / "records").rglob("*.json")):
         try:
-            records.append(validate(json.loads(path.read_text()), path))
-        except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as err:
-            log.warning("skipping %s: %s", path, err)
+            record = json.loads(path.read_text())
+            if isinstance(record, dict) and isinstance(record.get("schema"), int) and record["schema"] < SCHEMA_VERSION:
+                older += 1
+                continue
+            suite = record.get("config", {}).get("suite") if isinstance(record, dict) else None
+            records.append(validate(record, str(path), (metrics_of or {}).get(suite, ())))
+        except (json.JSONDecodeError, UnicodeDecodeError, InvalidRecord, AttributeError) as err:
+            log.warning("skipping a record: %s", err)
+    if older:
+        log.warning("skipping %d record(s) of an older schema in %s (convert them: python scripts/migrate_records.py "
+                    "%s)", older, out / "records", out)
     return records
 
 

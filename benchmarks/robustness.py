@@ -16,12 +16,7 @@ from torch import Tensor
 
 from datasets.functional import forward
 from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
-from datasets.symmetry import (
-    flip_signs,
-    permute_hidden,
-    rescale_positive,
-    symmetry_classes,
-)
+from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, symmetry_classes
 from datasets.weights import Weights, WeightSpace, as_mixed
 
 TOLERANCE = 1e-6
@@ -31,9 +26,12 @@ PROBE_SIDE = 16
 
 @dataclass(frozen=True)
 class Transform:
+    """A function-preserving transform; ``activations``: the hidden activations it acts on
+    (``None``: any)."""
+
     name: str
     apply: Callable[[Weights, torch.Generator], Weights]
-    activations: frozenset[str] | None  # None: any activation
+    activations: frozenset[str] | None
 
     def applies_to(self, spec: ArchSpec) -> bool:
         classes = symmetry_classes(spec)
@@ -44,16 +42,14 @@ class Transform:
 
 TRANSFORMS = {
     "permutation": Transform("permutation", permute_hidden, None),
-    "rescale": Transform("rescale", rescale_positive, POSITIVE_HOMOGENEOUS),
     "sign_flip": Transform("sign_flip", flip_signs, ODD_ACTIVATIONS),
+    "rescale": Transform("rescale", rescale_positive, POSITIVE_HOMOGENEOUS),
 }
-SUITE_TRANSFORMS = {"inr": ("permutation",), "zoo": ("permutation", "rescale")}
 
 
-def transforms_for(suite: str, specs: tuple[ArchSpec, ...]) -> list[Transform]:
-    """The suite's transforms that apply to at least one architecture of the dataset."""
-    return [TRANSFORMS[n] for n in SUITE_TRANSFORMS.get(suite, ("permutation",))
-            if any(TRANSFORMS[n].applies_to(s) for s in specs)]
+def transforms_for(names: tuple[str, ...], specs: tuple[ArchSpec, ...]) -> list[Transform]:
+    """The named transforms that apply to at least one of the architectures."""
+    return [TRANSFORMS[n] for n in names if any(TRANSFORMS[n].applies_to(s) for s in specs)]
 
 
 def probe_inputs(spec: ArchSpec, count: int, generator: torch.Generator) -> Tensor:

@@ -1,39 +1,48 @@
 """One run: build a method for a dataset, train it under the protocol, evaluate the test
-split once, and write the record. The harness never special-cases a method."""
+split once, and write the record. The harness never special-cases a method.
+
+A run's identity (:class:`~benchmarks.record_schema.RunConfig`) is fixed before it starts,
+from the loaded dataset's fingerprint and the method's resolved hyperparameters, so the
+command line can skip a finished run and never overwrite a record of another configuration.
+Every failure of one run is recorded as ``failed`` with its reason, and the next run goes
+on; a bug (anything but a user error) also logs its traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+import traceback
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from benchmarks.evaluation import evaluate_test
-from benchmarks.protocol import profile_config, train
-from benchmarks.records import (
-    SCHEMA_VERSION,
-    environment,
-    record_path,
-    run_fingerprint,
-    write_record,
-)
-from benchmarks.shared_shape import SharedShape, shared_shape_task
+from benchmarks.metrics import Undefined, chance
+from benchmarks.protocol import PROTOCOL_VERSION, TrainConfig, profile_config, train
+from benchmarks.record_schema import SCHEMA_VERSION, RunConfig, RunRecord
+from benchmarks.records import config_id, environment, read_record, record_path, run_id, write_record
+from benchmarks.shared_shape import SharedShape, method_task
 from benchmarks.suites import SUITES
 from benchmarks.tracking import Tracker
-from datasets.collection import LoadOptions, WeightDataset
-from datasets.registry import DATASETS, METHODS, UnsupportedArchitecture
-from datasets.spec import shared_shape
+from datasets.dataset_table import DATASETS
+from datasets.errors import UnsupportedArchitecture, WsbenchError
+from datasets.files import try_lock
+from datasets.method_table import METHODS
+from datasets.source import LoadOptions
+from datasets.weight_dataset import WeightDataset
 
 log = logging.getLogger("wsbench")
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything one run needs; picklable, so runs can go to worker processes."""
+    """What the command line asks of one run; picklable, so runs can go to worker processes.
+    ``profile``: the training budget (quick, paper or smoke); ``model_profile``: the model
+    sizes (quick or paper)."""
 
     suite: str
     dataset: str
@@ -45,23 +54,52 @@ class RunSpec:
     epochs: int | None = None
     device: str = "cpu"
     track: str = "none"
-    model_profile: str = field(default="quick")
-    method_options: tuple[tuple[str, int | float | str], ...] = ()
+    model_profile: str = "quick"
+    method_options: tuple[tuple[str, str], ...] = ()
+    precision: str = "fp32"
+    compile: bool = False
+    lr: float | None = None
+
+    def train_config(self) -> TrainConfig:
+        optim = {**METHODS[self.method].optim, **({"lr": self.lr} if self.lr else {})}
+        return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile)
+
+    def label(self) -> str:
+        return f"{self.dataset} / {self.method} / seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A run with its identity fixed: the configuration and where its record goes."""
+
+    spec: RunSpec
+    config: RunConfig
 
     @property
     def path(self) -> Path:
-        return record_path(self.out, self.profile, self.suite, self.dataset, self.method, self.seed)
-
-    def fingerprint(self, dataset_fingerprint: str) -> str:
-        entry = METHODS[self.method]
-        config = profile_config(self.profile, entry.optim, self.epochs)
-        options = {"method_options": dict(self.method_options)} if self.method_options else {}
-        return run_fingerprint({"dataset": dataset_fingerprint, "method": self.method, "seed": self.seed,
-                                "train": config.to_dict(), "model_profile": self.model_profile, **options})
+        return record_path(self.spec.out, self.config, self.spec.seed)
 
 
 def load_dataset(name: str, options: LoadOptions) -> WeightDataset:
-    return DATASETS[name].load(options)
+    return DATASETS[name].open(options).load()
+
+
+def plan(spec: RunSpec, dataset: WeightDataset) -> Planned:
+    """The run's configuration: everything that changes its result."""
+    method = METHODS[spec.method]
+    options = {k: method.check_option(spec.model_profile, k, v) for k, v in spec.method_options}
+    try:
+        task, _ = method_task(method, dataset)
+        hparams = method.hyperparameters(task, spec.model_profile, options)
+    except UnsupportedArchitecture:
+        hparams = {}
+    data = {"options": dict(spec.data.params), "limit": spec.data.limit, "skip_invalid": spec.data.skip_invalid}
+    config = RunConfig(suite=spec.suite, dataset=spec.dataset, dataset_fingerprint=dataset.fingerprint,
+                       dataset_version=dataset.info.version, method=spec.method, method_version=method.version,
+                       hyperparameters=hparams, model_profile=spec.model_profile, method_options=options,
+                       profile=spec.profile, train=asdict(spec.train_config()),
+                       protocol_version=PROTOCOL_VERSION, data=data)
+    return Planned(spec, config)
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -91,62 +129,73 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_model(spec: RunSpec, dataset: WeightDataset) -> torch.nn.Module:
-    """The method for the dataset's architectures; a method that takes one architecture
-    gets networks that differ only in activation as their shared weight shape."""
-    entry, options = METHODS[spec.method], dict(spec.method_options)
-    torch.manual_seed(spec.seed)
-    if not dataset.heterogeneous or entry.heterogeneous:
-        return entry.build(dataset.task_info(), profile=spec.model_profile, **options)
-    shape = shared_shape(dataset.specs)
-    if shape is None:
-        raise UnsupportedArchitecture(f"{spec.method} takes one architecture; {spec.dataset} "
-                                      f"has {len(dataset.specs)} with different weight shapes")
-    return SharedShape(entry.build(shared_shape_task(dataset, shape), profile=spec.model_profile,
-                                   **options), shape)
+def build_model(planned: Planned, dataset: WeightDataset) -> torch.nn.Module:
+    """The method for the dataset's architectures, with the planned hyperparameters."""
+    method = METHODS[planned.spec.method]
+    task, shape = method_task(method, dataset)
+    torch.manual_seed(planned.spec.seed)
+    model = method.build(task, **planned.config["hyperparameters"])
+    return SharedShape(model, shape) if shape is not None else model
 
 
-def execute(spec: RunSpec, dataset: WeightDataset) -> dict:
-    """Run ``spec`` on the loaded ``dataset`` and write its record; returns the record."""
-    suite, entry = SUITES[spec.suite], METHODS[spec.method]
-    device = torch.device(spec.device)
-    base = {"schema": SCHEMA_VERSION, "suite": spec.suite, "dataset": spec.dataset, "method": spec.method,
-            "family": entry.family, "seed": spec.seed, "profile": spec.profile,
-            "fingerprint": spec.fingerprint(dataset.card.get("fingerprint", "")),
-            "dataset_fingerprint": dataset.card.get("fingerprint"),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    try:
-        model = build_model(spec, dataset)
-    except UnsupportedArchitecture as err:
-        record = {**base, "status": "n/a", "reason": str(err)}
-        write_record(spec.path, record)
+def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
+    """Run ``planned`` on the loaded ``dataset`` and write its record; returns the record,
+    or ``None`` if another process holds the run (it is skipped here)."""
+    spec = planned.spec
+    with try_lock(planned.path.with_suffix(".lock")) as mine:
+        if not mine:
+            log.info("%s: another process is running it; skipped", spec.label())
+            return None
+        done = read_record(planned.path, SUITES[spec.suite].metrics)
+        if done is not None and done["status"] == "ok":
+            return done
+        record = _run(planned, dataset)
+        write_record(planned.path, record)
         return record
-    config = profile_config(spec.profile, entry.optim, spec.epochs)
+
+
+def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
+    spec, suite = planned.spec, SUITES[planned.spec.suite]
+    device, config = torch.device(spec.device), spec.train_config()
+    base: RunRecord = {"schema": SCHEMA_VERSION, "config": planned.config, "config_id": config_id(planned.config),
+                       "seed": spec.seed, "run_id": run_id(planned.config, spec.seed),
+                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        model = build_model(planned, dataset)
+    except UnsupportedArchitecture as err:
+        return {**base, "status": "n/a", "reason": str(err)}
     reset_peak_memory(device)
     tracker = Tracker.start(spec.track, spec, config)
+    epochs = config.epochs
+
+    def on_epoch(entry: dict) -> None:
+        value = entry[f"val_{suite.primary}"]
+        log.info("%s: epoch %d/%d, train loss %.4f, val %s %s", spec.label(), entry["epoch"], epochs,
+                 entry["train_loss"], suite.primary, "undefined" if value is None else f"{value:.4f}")
+        tracker.log(entry)
+
     try:
-        result = train(model, dataset.train, dataset.val, task=dataset.task, metrics=suite.metrics,
-                       config=config, seed=spec.seed, device=device, on_epoch=tracker.log)
+        result = train(model, dataset.train, dataset.val, task=dataset.task, metrics=suite.metrics, config=config,
+                       seed=spec.seed, device=device, on_epoch=on_epoch)
         start = time.perf_counter()
-        test = evaluate_test(model, dataset, suite, batch_size=config.eval_batch_size, device=device,
-                             seed=spec.seed)
+        test = evaluate_test(model, dataset, suite, config=config, device=device, seed=spec.seed)
         eval_seconds = time.perf_counter() - start
-    except (FloatingPointError, RuntimeError) as err:
+    except (WsbenchError, FloatingPointError, Undefined) as err:
         tracker.finish({})
-        record = {**base, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
-        write_record(spec.path, record)
-        return record
-    record = {
-        **base, "status": "ok",
-        "metrics": test["test"], "robustness": test["robustness"],
-        "val": result.best_val, "best_epoch": result.best_epoch, "history": result.history,
+        return {**base, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
+    except Exception as err:  # a bug: record it, show its traceback, and let the next run go on
+        log.error("%s failed with a bug:\n%s", spec.label(), traceback.format_exc())
+        tracker.finish({})
+        return {**base, "status": "failed", "reason": f"bug: {type(err).__name__}: {err}"}
+    level, margin = chance(suite.primary, dataset.val.targets, dataset.out_dim)
+    record: RunRecord = {
+        **base, "status": "ok", "metrics": test["metrics"], "undefined": test["undefined"],
+        "robustness": test["robustness"], "val": result.best_val, "best_epoch": result.best_epoch,
+        "history": result.history, "chance": {"metric": suite.primary, "value": level, "margin": margin},
         "parameters": sum(p.numel() for p in model.parameters()),
-        "config": {"train": config.to_dict(), "model": getattr(model, "hparams", {}),
-                   "model_profile": spec.model_profile, "data": {**asdict(spec.data), "root": str(spec.data.root)}},
         "train_seconds": result.train_seconds, "eval_seconds": eval_seconds,
         "samples_per_second": result.samples_per_second, "peak_memory_mb": peak_memory_mb(device),
         "environment": environment(device),
     }
     tracker.finish(record)
-    write_record(spec.path, record)
     return record

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from datasets.collection import WeightDataset
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import MethodInfo
 from datasets.normalisation import LayerStats
-from datasets.registry import TaskInfo
-from datasets.spec import ArchSpec
+from datasets.spec import ArchSpec, shared_shape
+from datasets.weight_dataset import TaskInfo, WeightDataset
 from datasets.weights import Weights, as_shape
 
 
@@ -26,13 +27,20 @@ class SharedShape(nn.Module):
     def __init__(self, model: nn.Module, spec: ArchSpec) -> None:
         super().__init__()
         self.model, self.spec = model, spec
-        self.hparams = {**getattr(model, "hparams", {}), "shared_shape": spec.describe()}
 
     def forward(self, weights: Weights) -> Tensor:
         return self.model(as_shape(weights, self.spec))
 
 
-def shared_shape_task(dataset: WeightDataset, spec: ArchSpec) -> TaskInfo:
-    """Builder input for ``spec``: train-split layer statistics over every network."""
-    stats = LayerStats.of(as_shape(dataset.train.weights, spec))
-    return TaskInfo((spec,), dataset.out_dim, dataset.task, {spec: stats})
+def method_task(method: MethodInfo, dataset: WeightDataset) -> tuple[TaskInfo, ArchSpec | None]:
+    """What ``method`` is built for on ``dataset``: the dataset's task, or, for a method
+    that takes one architecture on networks that differ only in activation, the task of
+    their shared weight shape (returned too, to wrap the model with :class:`SharedShape`)."""
+    if not dataset.heterogeneous or method.heterogeneous:
+        return dataset.task_info(), None
+    shape = shared_shape(dataset.specs)
+    if shape is None:
+        raise UnsupportedArchitecture(f"{method.name} takes one architecture; {dataset.name} "
+                                      f"has {len(dataset.specs)} with different weight shapes")
+    stats = LayerStats.of(as_shape(dataset.train.weights, shape))
+    return TaskInfo((shape,), dataset.out_dim, dataset.task, {shape: stats}), shape

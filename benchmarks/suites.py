@@ -1,23 +1,29 @@
-"""Suites: a task family, its datasets, metrics and robustness transforms."""
+"""Suites: a task family, its metrics, its budgets and the symmetries it measures.
+
+A suite's datasets are the ones whose ``DatasetInfo.suites`` name it (the dataset table is
+the one place membership is stated); it runs the embedded ones by default, which need no
+download. ``transforms`` are the function-preserving transforms the suite measures on every
+run, each where the dataset's architectures admit it (``benchmarks.robustness``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datasets.registry import DATASETS, Registry
+from datasets.dataset_table import DATASETS
+from datasets.registry import Registry
 
 
 @dataclass(frozen=True)
 class Suite:
-    """``default_datasets`` run when ``--datasets`` is not given (the embedded ones, which
-    need no download); ``metrics[0]`` is the primary metric, used for model selection;
-    ``epochs`` overrides a profile's epoch budget for this suite (``--epochs`` wins)."""
+    """``metrics[0]`` is the primary metric, used for model selection; ``epochs`` overrides
+    a profile's epoch budget for this suite (``--epochs`` wins)."""
 
     name: str
     task: str
     metrics: tuple[str, ...]
-    default_datasets: tuple[str, ...]
     description: str
+    transforms: tuple[str, ...]
     epochs: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -26,13 +32,17 @@ class Suite:
 
     def datasets(self) -> list[str]:
         """Every registered dataset of this suite."""
-        return [name for name, entry in DATASETS.items() if entry.suite == self.name]
+        return [name for name, entry in DATASETS.items() if self.name in entry.info.suites]
+
+    def default_datasets(self) -> list[str]:
+        """The suite's embedded datasets: built locally, no download."""
+        return [name for name, entry in DATASETS.items() if self.name in entry.info.suites and entry.info.embedded]
 
 
+SYMMETRY_TRANSFORMS = ("permutation", "sign_flip", "rescale")
 SUITES: Registry[Suite] = Registry("suite")
-SUITES.add("inr", Suite("inr", "classification", ("accuracy",), ("digits-inr",),
-                        "classify the image an INR (SIREN) represents"))
+SUITES.add("inr", Suite("inr", "classification", ("accuracy",), "classify the image an INR (SIREN) represents",
+                        SYMMETRY_TRANSFORMS))
 SUITES.add("zoo", Suite("zoo", "regression", ("kendall_tau", "r2", "mse"),
-                        ("digits-cnn-zoo", "digits-cnn-park"),
-                        "predict a trained CNN's test accuracy from its weights",
+                        "predict a trained CNN's test accuracy from its weights", SYMMETRY_TRANSFORMS,
                         epochs={"quick": 10}))  # the whole default zoo suite in under 15 min on 2 cores

@@ -2,14 +2,26 @@
 
 ``--track wandb`` logs every epoch and the final record of each run. Without
 ``WANDB_API_KEY`` (or an explicit ``WANDB_MODE``) runs are written offline under the
-output folder and can be synced later with ``wandb sync``."""
+output folder and can be synced later with ``wandb sync``. :func:`check` runs before any
+work, so a missing ``wandb`` is reported before a dataset is loaded."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import asdict
 
+from datasets.errors import ConfigError, MissingDependency
+
 TRACKERS = ("none", "wandb")
+
+
+def check(kind: str) -> None:
+    """Refuse an unknown tracker, or one whose package is not installed."""
+    if kind not in TRACKERS:
+        raise ConfigError(f"unknown tracker {kind!r}; valid: {', '.join(TRACKERS)}")
+    if kind == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise MissingDependency("--track wandb needs the wandb package: pip install -e '.[wandb]'")
 
 
 class Tracker:
@@ -23,19 +35,14 @@ class Tracker:
 
     @staticmethod
     def start(kind: str, spec, config) -> "Tracker":
-        if kind == "none":
-            return Tracker()
-        if kind == "wandb":
-            return WandbTracker(spec, config)
-        raise ValueError(f"unknown tracker {kind!r}; valid: {', '.join(TRACKERS)}")
+        check(kind)
+        return WandbTracker(spec, config) if kind == "wandb" else Tracker()
 
 
 class WandbTracker(Tracker):
     def __init__(self, spec, config) -> None:
-        try:
-            import wandb
-        except ImportError as err:
-            raise ValueError("--track wandb needs wandb: pip install -e '.[wandb]'") from err
+        import wandb
+
         if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
             os.environ["WANDB_MODE"] = "offline"
         directory = spec.out / "wandb"

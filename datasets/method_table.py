@@ -66,6 +66,19 @@ class MethodInfo:
         table = self.profiles[profile]
         return dict(table[task.domain] if self.by_domain else table)
 
+    def _tables(self, profile: str) -> list[dict[str, Any]]:
+        table = self.profiles[profile]
+        return list(table.values()) if self.by_domain else [table]
+
+    def option_names(self, profile: str) -> set[str]:
+        """Every hyperparameter a ``--method-option`` may set under ``profile``."""
+        return set().union(*self._tables(profile))
+
+    def check_option(self, profile: str, name: str, value: Any) -> Any:
+        """``value`` parsed for hyperparameter ``name`` (``ConfigError`` if it does not fit)."""
+        default = next(t[name] for t in self._tables(profile) if name in t)
+        return parse_value(f"{self.name} option {name}", value, default)
+
     def hyperparameters(self, task: TaskInfo, profile: str = "quick",
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The profile's hyperparameters with ``overrides`` (strings are parsed to the type

@@ -2,25 +2,35 @@
 
 from pathlib import Path
 
-from benchmarks.leaderboard import render, write
-from benchmarks.records import SCHEMA_VERSION, record_path, write_record
+from benchmarks.leaderboard import learning_flags, render, write
+from benchmarks.paper_tables import render as render_tables
+from benchmarks.record_schema import SCHEMA_VERSION
+from benchmarks.records import config_id, record_path, run_id, write_record
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 
 
-def record(method, seed, acc, perm_acc, change, status="ok"):
-    base = {"schema": SCHEMA_VERSION, "suite": "inr", "dataset": "digits-inr", "method": method, "seed": seed,
-            "profile": "quick", "status": status, "fingerprint": "f"}
+def record(method, seed, acc, perm_acc, change, status="ok", epochs=30, best_epoch=3, val=0.5):
+    config = {"suite": "inr", "dataset": "digits-inr", "dataset_fingerprint": "d", "dataset_version": 1,
+              "method": method, "method_version": 1, "hyperparameters": {"hidden": 8}, "model_profile": "quick",
+              "method_options": {}, "profile": "quick", "train": {"epochs": epochs}, "protocol_version": 2,
+              "data": {"options": {}, "limit": None, "skip_invalid": False}}
+    base = {"schema": SCHEMA_VERSION, "config": config, "config_id": config_id(config), "seed": seed,
+            "run_id": run_id(config, seed), "status": status}
     if status != "ok":
-        return {**base, "reason": "takes MLPs only"}
-    return {**base, "metrics": {"accuracy": acc}, "best_epoch": 3, "parameters": 1234, "train_seconds": 10.0 + seed,
-            "samples_per_second": 1000.0 * (seed + 1), "peak_memory_mb": 512.0,
+        return {**base, "reason": "dwsnet takes MLPs only; the dataset holds conv networks of 12 architectures"}
+    history = [{"epoch": e, "train_loss": 1.0, "val_accuracy": 0.1} for e in range(1, epochs + 1)]
+    return {**base, "metrics": {"accuracy": acc}, "undefined": {}, "val": {"accuracy": val},
+            "best_epoch": best_epoch, "history": history,
+            "chance": {"metric": "accuracy", "value": 0.1, "margin": 0.05}, "parameters": 1234,
+            "train_seconds": 10.0 + seed, "samples_per_second": 1000.0 * (seed + 1), "peak_memory_mb": 512.0,
             "robustness": {"permutation": {"test": {"accuracy": perm_acc}, "output_change": change,
                                            "function_error": 0.0}}}
 
 
-RECORDS = [record("mlp", 0, 0.10, 0.09, 0.7), record("mlp", 1, 0.12, 0.10, 0.8),
+RECORDS = [record("mlp", 0, 0.10, 0.09, 0.7, val=0.12), record("mlp", 1, 0.12, 0.10, 0.8, val=0.13),
            record("dwsnet", 0, 0.80, 0.80, 0.0), record("dwsnet", 1, 0.84, 0.84, 0.0),
+           record("dwsnet", 0, 0.60, 0.60, 0.0, epochs=2, best_epoch=2),
            record("nfn-np", 0, 0, 0, 0, status="n/a")]
 
 
@@ -30,13 +40,19 @@ def test_leaderboard_matches_the_golden_file():
 
 def test_write_reads_records_from_disk(tmp_path):
     for r in RECORDS:
-        write_record(record_path(tmp_path, r["profile"], r["suite"], r["dataset"], r["method"], r["seed"]), r)
-    assert write(tmp_path) + "\n" == GOLDEN.read_text() == (tmp_path / "leaderboard.md").read_text()
+        write_record(record_path(tmp_path, r["config"], r["seed"]), r)
+    text = write(tmp_path)
+    assert text.replace(str(tmp_path), "results") + "\n" == GOLDEN.read_text()
     assert "No records yet" in render(RECORDS, ("smoke",))
 
 
+def test_flags_mark_runs_cut_off_by_their_budget_or_at_chance():
+    assert learning_flags(RECORDS[0]) == ["did not learn"]  # best val 0.12 <= chance 0.1 + margin 0.05
+    assert learning_flags(RECORDS[2]) == []
+    assert learning_flags(RECORDS[4]) == ["still improving"]  # best epoch = last epoch
+
+
 def test_paper_tables_put_our_numbers_beside_the_published_ones():
-    from benchmarks.paper_tables import render as render_tables
     text = render_tables(RECORDS)
-    assert "| dwsnet | 85.71 | – | 67.06 | – | 82.00 ± 2.83 (quick, 2 seeds) |" in text
+    assert "| dwsnet | 85.71 | – | 67.06 | – | 82.00 ± 2.83 (quick, 30 ep, quick model, 2 seeds) |" in text
     assert "| ng-t | 0.935 | – | – | – |" in text

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from benchmarks.protocol import TrainConfig, profile_config, schedule, train
-from datasets.collection import Split
+from datasets.weight_dataset import Split
 from datasets.spec import mlp_spec
 from datasets.weights import WeightSpace
 
@@ -55,3 +55,32 @@ def test_training_learns_keeps_the_best_epoch_and_is_deterministic():
     assert a.best_val["accuracy"] == max(h["val_accuracy"] for h in a.history)
     assert a.history[a.best_epoch - 1]["val_accuracy"] == a.best_val["accuracy"]
     assert torch.equal(wa, wb) and a.history == b.history
+
+
+def test_bf16_autocast_trains_and_selects_like_fp32():
+    tr, va = splits()
+    torch.manual_seed(0)
+    model = Readout()
+    res = train(model, tr, va, task="classification", metrics=("accuracy",),
+                config=TrainConfig(epochs=8, batch_size=16, lr=0.05, precision="bf16"), seed=3,
+                device=torch.device("cpu"))
+    assert res.best_val["accuracy"] >= 0.9 and model.net.weight.dtype == torch.float32
+
+
+def test_an_undefined_validation_metric_never_selects_an_epoch():
+    from benchmarks.metrics import Undefined
+    tr, va = splits()
+    constant = Split(va.weights, torch.full((len(va),), 0.5))
+    with pytest.raises(Undefined, match="undefined in every epoch"):
+        train(RegressionReadout(), Split(tr.weights, tr.targets.float()), constant, task="regression",
+              metrics=("kendall_tau",), config=TrainConfig(epochs=2, batch_size=16), seed=0,
+              device=torch.device("cpu"))
+
+
+class RegressionReadout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(9, 1)
+
+    def forward(self, ws):
+        return self.net(ws.flatten())

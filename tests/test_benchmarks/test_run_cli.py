@@ -1,36 +1,28 @@
-"""The CLI end to end: smoke run of the whole suite, resume, and bad input."""
+"""The CLI end to end: smoke run of the whole suite, resume, options and bad input."""
 
 import json
 
 import pytest
 
 import benchmarks.run as run
-from datasets.registry import METHODS
-
-FAST = ["--dataset-option", "steps=20", "--limit", "12"]
-
-
-def cli(tmp_path, *args):
-    return run.main(["--suite", "inr", "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
-                     *FAST, *args])
-
-
-def records(tmp_path, profile="quick"):
-    return sorted((tmp_path / "out" / "records" / profile).rglob("*.json"))
+from cli_helpers import cli, record_files, records_by_method
+from datasets.method_table import METHODS
 
 
 @pytest.mark.slow
 def test_smoke_runs_every_method_and_symmetry_claims_hold(tmp_path):
     assert cli(tmp_path, "--smoke") == 0
-    found = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in records(tmp_path, "smoke")}
+    found = {m: rs[0] for m, rs in records_by_method(tmp_path, "smoke").items()}
     assert set(found) == set(METHODS)
     for name, record in found.items():
         assert record["status"] == "ok", (name, record.get("reason"))
-        change = record["robustness"]["permutation"]["output_change"]
-        if METHODS[name].invariant:
-            assert change < 1e-4, name
-        else:
-            assert change > 1e-3, name
+        for transform, result in record["robustness"].items():
+            assert result["function_error"] < 1e-6
+            if transform in METHODS[name].symmetries:
+                assert result["output_change"] < 1e-4, (name, transform)
+        if not METHODS[name].symmetries:
+            assert record["robustness"]["permutation"]["output_change"] > 1e-3, name
+    assert set(found["mlp"]["robustness"]) == {"permutation", "sign_flip"}  # SIRENs: sine is odd, not ReLU
     board = (tmp_path / "out" / "leaderboard-smoke.md").read_text()
     assert all(f"| {name} |" in board for name in METHODS)
 
@@ -38,57 +30,82 @@ def test_smoke_runs_every_method_and_symmetry_claims_hold(tmp_path):
 def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monkeypatch):
     real, calls = run.execute, []
 
-    def interrupted(spec, dataset):
-        calls.append(spec.seed)
+    def interrupted(planned, dataset):
+        calls.append(planned.spec.seed)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(spec, dataset)
+        return real(planned, dataset)
 
     monkeypatch.setattr(run, "execute", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1")
-    done = records(tmp_path)
+    done = record_files(tmp_path)
     assert len(done) == 1 and json.loads(done[0].read_text())["status"] == "ok"
     stamp = done[0].stat().st_mtime_ns
     monkeypatch.setattr(run, "execute", real)
     assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
-    assert len(records(tmp_path)) == 3 and done[0].stat().st_mtime_ns == stamp
+    assert len(record_files(tmp_path)) == 3 and done[0].stat().st_mtime_ns == stamp
     # a corrupt record is set aside and redone; the others are left alone
-    victim = records(tmp_path)[1]
+    victim = record_files(tmp_path)[1]
     victim.write_text("{not json")
     assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
     assert json.loads(victim.read_text())["status"] == "ok"
     assert victim.with_suffix(".json.corrupt").exists() and done[0].stat().st_mtime_ns == stamp
-    # a changed budget is a different run: redone, not skipped
+    # a changed budget is a different run: a new record beside the old, which stays as it was
     assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "3") == 0
-    assert json.loads(done[0].read_text())["config"]["train"]["epochs"] == 3
+    epochs = sorted(r["config"]["train"]["epochs"] for r in records_by_method(tmp_path)["mlp"])
+    assert epochs == [2, 2, 2, 3] and done[0].stat().st_mtime_ns == stamp
 
 
 @pytest.mark.parametrize("args, message", [
     (["--suite", "inrr"], "unknown suite 'inrr'. Did you mean 'inr'?"),
     (["--suite", "inr", "--methods", "mlp-agu"], "Did you mean 'mlp-aug'?"),
     (["--suite", "inr", "--datasets", "digits-cnn-zoo"], "belongs to suite 'zoo'"),
+    (["--suite", "inr", "--dataset-option", "steps=0"], "digits-inr option steps=0 is out of range; valid: 1.."),
+    (["--suite", "inr", "--dataset-option", "depth=-5"], "option depth=-5 is out of range"),
+    (["--suite", "inr", "--dataset-option", "views=0"], "option views=0 is out of range"),
+    (["--suite", "inr", "--dataset-option", "hidden=0"], "option hidden=0 is out of range"),
+    (["--suite", "inr", "--dataset-option", "stepz=3"], "unknown option(s) stepz; valid: chunk, depth"),
+    (["--suite", "inr", "--method-option", "hiden=3"], "no selected method has option 'hiden'"),
+    (["--suite", "inr", "--methods", "mlp", "--method-option", "ng-gnn.hidden=3"], "'ng-gnn' is not selected"),
+    (["--suite", "inr", "--method-option", "ng-gnn.hidden=x"], "ng-gnn option hidden='x' is not a valid int"),
+    (["--list", "--suite", "inr", "--methods", "nope"], None),
+    ([], "--suite is required"),
 ])
-def test_unknown_names_get_one_line_with_the_choices(tmp_path, capsys, args, message):
-    assert run.main([*args, "--data-root", str(tmp_path), "--out", str(tmp_path)]) == 2
+def test_bad_input_gets_one_line_with_the_choices(tmp_path, capsys, args, message):
+    code = run.main([*args, "--data-root", str(tmp_path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert message in err and err.count("\n") == 0 and "Traceback" not in err
+    if message is None:  # --list ignores the rest
+        assert code == 0
+        return
+    assert code == 2 and message in err and err.count("\n") == 0 and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "records").exists()
 
 
-def test_probes_reach_the_graph_methods_only(tmp_path):
-    assert cli(tmp_path, "--smoke", "--methods", "ng-gnn", "statnn", "--probes", "4") == 0
-    found = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in records(tmp_path, "smoke")}
-    assert found["ng-gnn"]["config"]["model"]["probes"] == 4
-    assert "probes" not in found["statnn"]["config"]["model"]
+def test_method_options_reach_the_methods_that_have_them(tmp_path):
+    assert cli(tmp_path, "--smoke", "--methods", "ng-gnn", "statnn", "--method-option", "probes=4") == 0
+    found = {m: rs[0] for m, rs in records_by_method(tmp_path, "smoke").items()}
+    assert found["ng-gnn"]["config"]["hyperparameters"]["probes"] == 4
+    assert found["ng-gnn"]["config"]["method_options"] == {"probes": 4}
+    assert "probes" not in found["statnn"]["config"]["hyperparameters"]
     assert found["ng-gnn"]["robustness"]["permutation"]["output_change"] < 1e-4
+    assert cli(tmp_path, "--smoke", "--methods", "ng-gnn", "--method-option", "ng-gnn.probes=0") == 0
+    assert len(records_by_method(tmp_path, "smoke")["ng-gnn"]) == 2  # another configuration, another record
+
+
+def test_repeated_names_run_once(tmp_path):
+    assert cli(tmp_path, "--smoke", "--methods", "statnn", "statnn", "--datasets", "digits-inr", "digits-inr") == 0
+    assert len(record_files(tmp_path, "smoke")) == 1
 
 
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "-1"], "out of range; valid: 0..2147483647"),
     (["--epochs", "0"], "out of range; valid: 1..100000"),
     (["--seeds", "x"], "'x' is not an integer"),
+    (["--data-root", ""], "an empty path is not a folder"),
+    (["--dataset-option", "steps"], "'steps' is not KEY=VALUE"),
 ])
-def test_out_of_range_numbers_are_refused(capsys, args, message):
+def test_malformed_arguments_are_refused(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
         run.main(["--suite", "inr", *args])
     err = capsys.readouterr().err.strip()
@@ -100,3 +117,11 @@ def test_unwritable_data_root_is_refused_and_nothing_is_lost(tmp_path, capsys):
     blocker.write_text("keep me")
     assert run.main(["--suite", "inr", "--data-root", str(blocker / "sub"), "--out", str(tmp_path)]) == 2
     assert "cannot be written" in capsys.readouterr().err and blocker.read_text() == "keep me"
+
+
+def test_list_prints_both_tables(capsys):
+    assert run.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "Datasets" in out and "Methods" in out and "Dataset options" in out
+    assert all(name in out for name in METHODS) and "digits-inr" in out and "small-cnn-zoo-cifar10" in out
+    assert "steps=300 (1..10000000)" in out  # digits-inr's options with their ranges

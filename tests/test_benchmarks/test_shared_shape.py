@@ -4,10 +4,12 @@ import pytest
 import torch
 
 import baselines  # noqa: F401
-from benchmarks.runner import RunSpec, build_model
-from benchmarks.shared_shape import SharedShape
-from datasets.collection import LoadOptions, Split, WeightDataset
-from datasets.registry import UnsupportedArchitecture
+import datasets.sources  # noqa: F401
+from benchmarks.shared_shape import SharedShape, method_task
+from datasets.dataset_table import DATASETS
+from datasets.errors import UnsupportedArchitecture
+from datasets.method_table import METHODS, build_method
+from datasets.source import LoadOptions
 from datasets.spec import ArchSpec, Layer, shared_shape
 from datasets.symmetry import permute_hidden
 from datasets.weights import MixedWeights, WeightSpace, as_shape
@@ -24,13 +26,12 @@ def zoo(specs, rows=6, seed=0) -> MixedWeights:
     return MixedWeights.from_groups(groups)[torch.randperm(rows * len(specs), generator=g)]
 
 
-def dataset(specs) -> WeightDataset:
-    splits = [Split(zoo(specs, seed=i), torch.rand(6 * len(specs))) for i in range(3)]
-    return WeightDataset("toy-zoo", "regression", 0, *splits)
-
-
-def spec_for(method: str) -> RunSpec:
-    return RunSpec("zoo", "toy-zoo", method, 0, "smoke", LoadOptions(root=None), out=None)
+@pytest.fixture(scope="module")
+def digits_zoo(tmp_path_factory):
+    """A small real ``digits-cnn-zoo``: ReLU and tanh CNNs of one weight shape."""
+    options = LoadOptions(tmp_path_factory.mktemp("data"), progress=False,
+                          params={"runs": "20", "epochs": "1", "checkpoints": "1"})
+    return DATASETS["digits-cnn-zoo"].open(options).load()
 
 
 def test_shared_shape_ignores_activations_only():
@@ -51,20 +52,23 @@ def test_as_shape_keeps_batch_order():
 
 
 @pytest.mark.parametrize("method", ["nfn-np", "nfn-hnp", "mlp"])
-def test_one_architecture_methods_take_relu_and_tanh_networks(method):
-    specs = (cnn("relu"), cnn("tanh"))
-    model = build_model(spec_for(method), dataset(specs)).double().eval()
-    assert isinstance(model, SharedShape)
-    weights = zoo(specs, seed=5).to(torch.float64)
+def test_one_architecture_methods_take_relu_and_tanh_networks(method, digits_zoo):
+    assert digits_zoo.heterogeneous and shared_shape(digits_zoo.specs) is not None
+    task, shape = method_task(METHODS[method], digits_zoo)
+    model = SharedShape(build_method(method, task), shape).double().eval()
+    weights = digits_zoo.val.weights.to(torch.float64)
     out = model(weights)
-    assert out.shape == (12, 1)
+    assert out.shape == (len(weights), 1)
     # each network's prediction is the inner model's on that network alone
-    single = model.model(as_shape(weights[torch.tensor([3])], model.spec))
-    assert torch.allclose(out[3], single[0])
+    single = model.model(as_shape(weights[torch.tensor([1])], model.spec))
+    assert torch.allclose(out[1], single[0])
     moved = model(permute_hidden(weights, torch.Generator().manual_seed(1)))
     assert torch.allclose(moved, out, atol=1e-8) != (method == "mlp")
 
 
-def test_different_weight_shapes_are_not_applicable():
+def test_different_weight_shapes_are_not_applicable(tmp_path):
+    options = LoadOptions(tmp_path, progress=False, params={"runs": "20", "epochs": "1", "checkpoints": "1",
+                                                            "architectures": "4"})
+    park = DATASETS["digits-cnn-park"].open(options).load()
     with pytest.raises(UnsupportedArchitecture, match="different weight shapes"):
-        build_model(spec_for("nfn-np"), dataset((cnn("relu"), cnn("relu", width=8))))
+        method_task(METHODS["nfn-np"], park)

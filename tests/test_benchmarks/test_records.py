@@ -1,0 +1,102 @@
+"""A record is what it says it is: its identity covers everything that changes its result,
+tables never average different configurations, the shipped reference is never overwritten,
+and a malformed record is reported (and redone), never met as a KeyError."""
+
+import json
+import shutil
+
+import pytest
+
+import benchmarks.records as records
+import benchmarks.run as run
+from benchmarks import leaderboard
+from benchmarks.record_schema import InvalidRecord, validate
+from cli_helpers import FAST, cli, record_files, records_by_method
+
+
+def config_ids(tmp_path, method="statnn"):
+    return {r["config_id"] for r in records_by_method(tmp_path)[method]}
+
+
+@pytest.mark.parametrize("change", [
+    ["--epochs", "2"],
+    ["--method-option", "hidden=32"],
+    ["--dataset-option", "steps=21"],
+    ["--limit", "11"],
+    ["--profile", "paper"],
+    ["--precision", "bf16"],
+])
+def test_anything_that_changes_the_result_is_a_new_configuration(tmp_path, change):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    first = record_files(tmp_path) + record_files(tmp_path, "paper")
+    stamp = first[0].stat().st_mtime_ns
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1", *change) == 0
+    every = record_files(tmp_path) + record_files(tmp_path, "paper")
+    assert len(every) == 2 and first[0].stat().st_mtime_ns == stamp  # the old record is untouched
+
+
+def test_a_new_method_version_does_not_reuse_old_records(tmp_path, monkeypatch):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    from dataclasses import replace
+
+    from datasets.method_table import METHODS
+    monkeypatch.setitem(METHODS._entries, "statnn", replace(METHODS["statnn"], version=METHODS["statnn"].version + 1))
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    assert len(config_ids(tmp_path)) == 2
+
+
+def test_the_leaderboard_never_averages_configurations_and_states_budgets(tmp_path):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "1", "--epochs", "2") == 0
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| statnn |")]
+    assert len(rows) == 2
+    assert any("| 2 ep, quick model, limit 12, data steps=20 |" in r and r.split("|")[-4].strip() == "2" for r in rows)
+    assert any("| 1 ep, quick model, limit 12, data steps=20 |" in r and r.split("|")[-4].strip() == "1" for r in rows)
+
+
+def test_the_shipped_reference_is_refused_as_output_and_shown_beside(tmp_path, monkeypatch, capsys):
+    reference = tmp_path / "reference"
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    shutil.copytree(tmp_path / "out", reference)
+    (reference / records.REFERENCE_MARKER).write_text("reference")
+    before = sorted(p.read_bytes() for p in reference.rglob("*.json"))
+    code = run.main(["--suite", "inr", "--data-root", str(tmp_path / "data"), "--out", str(reference), *FAST,
+                     "--methods", "statnn", "--epochs", "1", "--force"])
+    assert code == 2 and "holds the shipped reference" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in reference.rglob("*.json")) == before
+    monkeypatch.setattr(records, "SHIPPED", reference)
+    mine = tmp_path / "mine"
+    assert run.main(["--suite", "inr", "--data-root", str(tmp_path / "data"), "--out", str(mine), *FAST,
+                     "--methods", "statnn", "--seeds", "0", "--epochs", "1"]) == 0
+    row = next(line for line in (mine / "leaderboard.md").read_text().splitlines() if line.startswith("| statnn |"))
+    assert row.rstrip(" |").endswith("(1)")  # the reference of the same configuration, one seed
+    assert run.main(["--suite", "inr", "--data-root", str(tmp_path / "data"), "--out", str(reference), *FAST,
+                     "--methods", "statnn", "--seeds", "0", "--epochs", "1", "--update-reference"]) == 0
+
+
+def test_a_record_lacking_a_metric_is_reported_and_redone(tmp_path, caplog):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    path = record_files(tmp_path)[0]
+    record = json.loads(path.read_text())
+    del record["metrics"]["accuracy"]
+    path.write_text(json.dumps(record))
+    assert leaderboard.main(["--out", str(tmp_path / "out"), "--reference", "none"]) == 0
+    assert "lacks the test metric 'accuracy'" in caplog.text
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
+    assert "accuracy" in json.loads(path.read_text())["metrics"] and path.with_suffix(".json.corrupt").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r.pop("config"), "lacks config"),
+    (lambda r: r["config"].pop("method_version"), "lacks config.method_version"),
+    (lambda r: r.update(status="done"), "status 'done'"),
+    (lambda r: r.update(schema=1), "schema 1"),
+    (lambda r: r["robustness"]["permutation"].pop("output_change"), "lacks 'accuracy' or output_change"),
+])
+def test_validation_names_the_problem(tmp_path, damage, message):
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "1") == 0
+    record = json.loads(record_files(tmp_path)[0].read_text())
+    damage(record)
+    with pytest.raises(InvalidRecord, match=message.replace("(", r"\(")):
+        validate(record, "x.json", ("accuracy",))
