@@ -18,7 +18,10 @@ tensors, the forward pass is ``datasets.functional.forward``'s grouped convoluti
 layer at a time, so that dropout fits between layers), the loss is the sum of per-network
 mean losses (so networks do not interact), and one hand-written update applies SGD, Adam
 or RMSprop per network, chosen by per-network coefficients (masks), with per-network
-learning rate and L2.
+learning rate and L2. The networks train ``chunk`` at a time; each chunk draws its random
+numbers from its own generator (seeded from the caller's seed and the chunk's index), so a
+long build can keep finished chunks (a :class:`~datasets.cache.ChunkStore`) and resume with
+exactly the networks an uninterrupted build gives.
 
 Deliberate differences, because our runs make ~330 steps where the zoo's made ~10,000:
 SGD uses heavy-ball momentum 0.9 (Keras' default SGD has none; without it most SGD runs
@@ -33,13 +36,16 @@ batch is 32 (digits have 1,797 images, not 60,000).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from datasets.cache import ChunkStore
+from datasets.errors import ConfigError
 from datasets.functional import activate, forward
 from datasets.spec import ArchSpec
 from datasets.weights import WeightSpace
@@ -228,12 +234,12 @@ class TrainingRecipe:
 
     checkpoints: tuple[int, ...] = (1, 2, 4, 8)  # epochs after which a checkpoint is kept
     batch_size: int = 32
-    chunk: int = 2048  # networks trained at once
+    chunk: int = 2048  # networks trained at once (and sharing one random stream)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoints", tuple(sorted(set(map(int, self.checkpoints)))))
         if not self.checkpoints or self.checkpoints[0] < 1:
-            raise ValueError(f"checkpoints must be epochs >= 1, got {self.checkpoints}")
+            raise ConfigError(f"checkpoints must be epochs >= 1, got {self.checkpoints}")
 
     @property
     def epochs(self) -> int:
@@ -284,17 +290,54 @@ def _train_chunk(spec: ArchSpec, hp: Hyperparameters, task: ImageTask, recipe: T
     return saved, torch.stack(accuracy)
 
 
+def chunk_generator(seed: Sequence[int], chunk_index: int) -> torch.Generator:
+    """The generator of one chunk: seeded through numpy's ``SeedSequence`` from ``seed`` and
+    the chunk's index, so distinct chunks draw independent streams and any chunk can be
+    trained again on its own."""
+    state = np.random.SeedSequence([*seed, chunk_index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _restored(done: dict[str, Tensor] | None, spec: ArchSpec, hp: Hyperparameters,
+              recipe: TrainingRecipe) -> tuple[list[WeightSpace], Tensor] | None:
+    """A finished chunk read back from a store, or ``None`` if it is absent or does not
+    match these networks."""
+    if done is None or set(done) != {"weights", "accuracy", "learning_rate"}:
+        return None
+    checkpoints = len(recipe.checkpoints)
+    if (done["weights"].shape != (checkpoints, len(hp), spec.num_params)
+            or done["accuracy"].shape != (checkpoints, len(hp))
+            or not torch.equal(done["learning_rate"], hp.learning_rate)):
+        return None
+    return [WeightSpace.from_flat(spec, flat) for flat in done["weights"]], done["accuracy"]
+
+
 def train_cnns(spec: ArchSpec, hp: Hyperparameters, task: ImageTask, recipe: TrainingRecipe,
-               generator: torch.Generator, on_step: Callable[[int], None] = lambda n: None
-               ) -> tuple[list[WeightSpace], Tensor]:
+               seed: Sequence[int], on_step: Callable[[int], None] = lambda n: None,
+               store: ChunkStore | None = None) -> tuple[list[WeightSpace], Tensor]:
     """Train one network of architecture ``spec`` per row of ``hp``, ``recipe.chunk`` at a
-    time. Returns one ``WeightSpace`` per checkpoint epoch (rows in ``hp`` order) and the
+    time; chunk ``c`` draws its initialisation, subsets, batch orders and dropout masks from
+    ``chunk_generator(seed, c)`` (``seed``: integers naming this batch of networks, e.g.
+    ``(dataset seed, architecture group)``). With a ``store``, every finished chunk is kept
+    there under ``cnns-<seed>-<c>`` and a chunk already in it is not trained again.
+    Returns one ``WeightSpace`` per checkpoint epoch (rows in ``hp`` order) and the
     held-out test accuracy ``(checkpoints, B)``. ``on_step(n)`` is called after every
-    optimiser step with the number of networks it updated (for progress bars)."""
+    optimiser step with the number of networks it updated (for progress bars); a restored
+    chunk reports all its steps at once."""
+    steps = math.ceil(len(task.train_labels) / recipe.batch_size) * recipe.epochs
     parts, accuracies = [], []
-    for start in range(0, len(hp), recipe.chunk):
-        saved, accuracy = _train_chunk(spec, hp[start:start + recipe.chunk], task, recipe,
-                                       generator, on_step)
+    for index, start in enumerate(range(0, len(hp), recipe.chunk)):
+        chunk = hp[start:start + recipe.chunk]
+        key = "cnns-" + "-".join(str(int(s)) for s in (*seed, index))
+        restored = _restored(store.get(key) if store is not None else None, spec, chunk, recipe)
+        if restored is not None:
+            saved, accuracy = restored
+            on_step(len(chunk) * steps)
+        else:
+            saved, accuracy = _train_chunk(spec, chunk, task, recipe, chunk_generator(seed, index), on_step)
+            if store is not None:
+                store.put(key, {"weights": torch.stack([ws.flatten() for ws in saved]), "accuracy": accuracy,
+                                "learning_rate": chunk.learning_rate})
         parts.append(saved)
         accuracies.append(accuracy)
     checkpoints = [WeightSpace.cat([p[c] for p in parts]) for c in range(len(recipe.checkpoints))]

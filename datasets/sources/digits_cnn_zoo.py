@@ -23,39 +23,53 @@ of them have residual connections ``(a, a+2)`` (``(1, 2)`` at depth 2) with all 
 equal. Runs are spread evenly over the pool, and each architecture trains as one batch.
 Differences from the Wild Park: far smaller (digits, few epochs), fewer choices (no GeLU,
 sigmoid, identity, kernel 7 or 32 channels), residuals only between equal widths.
+
+Builds resume: every finished chunk of networks is kept (``DatasetSource.checkpoints``) until
+the dataset is cached, and each chunk trains from its own random stream, so an interrupted
+build continues where it stopped and gives the networks an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from datasets.cache import cached
-from datasets.card import describe_architectures, layer_statistics, summary
+from datasets.cache import ChunkStore
+from datasets.card import summary
 from datasets.cnn_training import (INITS, OPTIMIZERS, Hyperparameters, ImageTask, TrainingRecipe,
                                    sample_hyperparameters, train_cnns)
-from datasets.collection import LoadOptions, Split, WeightDataset
-from datasets.registry import register_dataset
-from datasets.sources.digits_inr import parse_params
+from datasets.dataset_table import DatasetInfo, register_dataset
+from datasets.errors import ConfigError
+from datasets.options import Option
+from datasets.progress import progress as progress_bar
+from datasets.source import Built, DatasetSource
 from datasets.spec import ArchSpec, Layer
+from datasets.validation import MIN_NETWORKS
+from datasets.weight_dataset import Split
 from datasets.weights import MixedWeights, WeightSpace
 
 SPLIT_SEED = 0
 HELD_OUT_IMAGES = 500
 SPLITS = {"train": 0.7, "val": 0.1, "test": 0.2}
 ACTIVATIONS = ("relu", "tanh")
-RECIPE_VERSION = 1  # bump when the training code changes what a recipe builds
-COMMON_DEFAULTS = {"runs": 1000, "epochs": 8, "checkpoints": 4, "batch_size": 32, "chunk": 2048, "seed": 0}
-ZOO_DEFAULTS = {**COMMON_DEFAULTS, "activations": "relu,tanh"}
-PARK_DEFAULTS = {**COMMON_DEFAULTS, "runs": 800, "architectures": 12}
+SOURCE = ("scikit-learn load_digits (UCI optical digits, 8x8, 1,797 images); "
+          f"{HELD_OUT_IMAGES} held out for testing, the rest to train on")
+COMMON_OPTIONS = {
+    "runs": Option(1000, "training runs (each gives one network per checkpoint)", low=1, high=10**6),
+    "epochs": Option(8, "epochs per run", low=1, high=10**4),
+    "checkpoints": Option(4, "checkpoints kept per run, spaced geometrically from epoch 1 to the last",
+                          low=1, high=10**4),
+    "batch_size": Option(32, "training batch size", low=1, high=4096),
+    "chunk": Option(2048, "networks trained together (part of the recipe: it sets the random streams)",
+                    low=1, high=10**6),
+    "seed": Option(0, "seed of the hyperparameters, architectures and training streams", low=0, high=2**31 - 1),
+}
 SEARCH_SPACE = {
     "learning_rate": "log-uniform [5e-4, 5e-2]", "l2": "log-uniform [1e-8, 1e-2] (kernels)",
     "dropout": "uniform [0, 0.7] after every conv layer", "init": "he_normal | glorot_normal | "
@@ -81,7 +95,7 @@ def checkpoint_epochs(epochs: int, count: int) -> tuple[int, ...]:
     """``count`` epochs from 1 to ``epochs``, spaced geometrically (1, 2, 4, 8 for 8, 4);
     fewer if rounding makes some coincide."""
     if epochs < 1 or count < 1:
-        raise ValueError(f"need epochs >= 1 and checkpoints >= 1, got {epochs} and {count}")
+        raise ConfigError(f"need epochs >= 1 and checkpoints >= 1, got {epochs} and {count}")
     if count == 1:
         return (epochs,)
     return tuple(sorted({round(epochs ** (i / (count - 1))) for i in range(count)}))
@@ -128,14 +142,22 @@ def park_architectures(count: int, generator: torch.Generator) -> list[ArchSpec]
         widths = choice((4, 8, 16), 1 if residual else depth) * (depth if residual else 1)
         specs.setdefault(park_spec(widths, choice((3, 5), depth), choice(ACTIVATIONS)[0], residual), None)
     if len(specs) < count:
-        raise ValueError(f"could not draw {count} distinct park architectures")
+        raise ConfigError(f"digits-cnn-park option architectures={count}: could not draw that many distinct "
+                          f"architectures in {100 * count} tries; valid: fewer")
     return list(specs)
 
 
-def split_runs(runs: int, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
-    """Run ids per split, 70 / 10 / 20, shuffled with a fixed seed, sorted within a split."""
-    order = np.random.default_rng(seed).permutation(runs)
+def split_sizes(runs: int) -> dict[str, int]:
+    """Runs per split: 70 / 10 / 20, rounded, the test split taking the rest."""
     n_train, n_val = round(SPLITS["train"] * runs), round(SPLITS["val"] * runs)
+    return {"train": n_train, "val": n_val, "test": runs - n_train - n_val}
+
+
+def split_runs(runs: int, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
+    """Run ids per split (:func:`split_sizes`), shuffled with a fixed seed, sorted within a split."""
+    order = np.random.default_rng(seed).permutation(runs)
+    sizes = split_sizes(runs)
+    n_train, n_val = sizes["train"], sizes["val"]
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
     return {k: np.sort(v) for k, v in parts.items()}
 
@@ -159,19 +181,19 @@ def _stack_checkpoints(saved: list[WeightSpace]) -> WeightSpace:
 
 
 def _train_runs(name: str, run_specs: list[ArchSpec], runs: np.ndarray, hp: Hyperparameters,
-                recipe: TrainingRecipe, generator: torch.Generator, progress: bool
+                recipe: TrainingRecipe, seed: int, progress: bool, store: ChunkStore | None
                 ) -> tuple[MixedWeights, Tensor, Tensor, float]:
-    """Train ``runs``, one batch per architecture. Returns every checkpoint (group-major,
-    then run-major), its test accuracy, its run id, and the training time in seconds."""
+    """Train ``runs``, one batch per architecture (group ``g`` trains from the streams of
+    ``(seed, g)``). Returns every checkpoint (group-major, then run-major), its test
+    accuracy, its run id, and the training time in seconds."""
     task = digits_task()
     steps = math.ceil(len(task.train_labels) / recipe.batch_size) * recipe.epochs
-    bar = tqdm(total=len(runs) * steps, desc=f"{name}: training CNNs", unit="net-step", unit_scale=True,
-               disable=not progress, smoothing=0.1)
+    bar = progress_bar(len(runs) * steps, f"{name}: training CNNs", "net-step", progress)
     groups, run_of, accuracy = [], [], []
     start = time.perf_counter()
-    for spec in dict.fromkeys(run_specs[r] for r in runs):
+    for group, spec in enumerate(dict.fromkeys(run_specs[r] for r in runs)):
         members = torch.as_tensor([r for r in runs if run_specs[r] == spec], dtype=torch.long)
-        saved, acc = train_cnns(spec, hp[members], task, recipe, generator, bar.update)
+        saved, acc = train_cnns(spec, hp[members], task, recipe, (seed, group), bar.update, store)
         groups.append(_stack_checkpoints(saved))
         run_of.append(members.repeat_interleave(len(recipe.checkpoints)))
         accuracy.append(acc.T.flatten())  # run-major, like the rows
@@ -180,28 +202,20 @@ def _train_runs(name: str, run_specs: list[ArchSpec], runs: np.ndarray, hp: Hype
     return MixedWeights.from_groups(groups), torch.cat(accuracy), torch.cat(run_of), seconds
 
 
-def _finite_statistics(mixed: MixedWeights, finite: Tensor) -> dict:
-    """Per-layer statistics of each architecture's finite networks."""
-    stats = {}
-    for i, group in enumerate(mixed.groups):
-        rows = torch.nonzero(finite[mixed.positions(i)]).squeeze(1)
-        stats[group.spec.describe()] = layer_statistics(group[rows])
-    return stats
-
-
-def build_zoo(name: str, run_specs: list[ArchSpec], config: dict, limit: int | None,
-              progress: bool) -> WeightDataset:
+def build_zoo(name: str, run_specs: list[ArchSpec], config: dict, limit: int | None, progress: bool,
+              store: ChunkStore | None = None) -> Built:
     """Train every run of ``run_specs`` (run ``i`` has architecture ``run_specs[i]``) and
-    assemble the run-grouped splits (no caching). Non-finite checkpoints are dropped."""
+    assemble the run-grouped splits (no caching); finished chunks are kept in ``store``.
+    Non-finite checkpoints are dropped and counted."""
     epochs = checkpoint_epochs(config["epochs"], config["checkpoints"])
     recipe = TrainingRecipe(epochs, config["batch_size"], config["chunk"])
-    generator = torch.Generator().manual_seed(config["seed"])
-    hp = sample_hyperparameters(len(run_specs), generator)
+    hp = sample_hyperparameters(len(run_specs), torch.Generator().manual_seed(config["seed"]))
     split = split_runs(len(run_specs))
     if limit:
         split = {k: v[:math.ceil(limit / len(epochs))] for k, v in split.items()}
     runs = np.sort(np.concatenate(list(split.values())))
-    mixed, accuracy, run_of, seconds = _train_runs(name, run_specs, runs, hp, recipe, generator, progress)
+    mixed, accuracy, run_of, seconds = _train_runs(name, run_specs, runs, hp, recipe, config["seed"], progress,
+                                                   store)
     epoch_of = torch.as_tensor(epochs).repeat(len(runs))
     finite = ~mixed.nonfinite_rows()
     extras = {
@@ -218,19 +232,15 @@ def build_zoo(name: str, run_specs: list[ArchSpec], config: dict, limit: int | N
         splits[part] = Split(weights, accuracy[rows], {k: v[rows] for k, v in extras.items()})
     steps_per_epoch = math.ceil(len(digits_task().train_labels) / recipe.batch_size)
     card = {
-        "source": "scikit-learn load_digits (UCI optical digits, 8x8, 1,797 images; CC BY 4.0); "
-                  f"{HELD_OUT_IMAGES} held out for testing, the rest to train on",
-        "networks": {k: len(v) for k, v in splits.items()},
         "runs": {k: len(v) for k, v in split.items()},
         "checkpoint_epochs": list(epochs),
         "networks_dropped_nonfinite": int((~finite).sum()),
-        "architectures": describe_architectures(mixed),
         "target": f"test accuracy on the {HELD_OUT_IMAGES} held-out digits (regression)",
         "search_space": SEARCH_SPACE,
-        "training": {"batch_size": recipe.batch_size, "epochs": recipe.epochs,
+        "training": {"batch_size": recipe.batch_size, "epochs": recipe.epochs, "chunk": recipe.chunk,
                      "steps_per_epoch": steps_per_epoch, "seconds": round(seconds, 1),
-                     "networks_per_second": round(len(accuracy) / seconds, 1),
-                     "runs_per_second": round(len(runs) / seconds, 2)},
+                     "networks_per_second": round(len(accuracy) / max(seconds, 1e-9), 1),
+                     "runs_per_second": round(len(runs) / max(seconds, 1e-9), 2)},
         "test_accuracy": summary(accuracy[finite]),
         "test_accuracy_histogram": accuracy_histogram(accuracy[finite]),
         "median_accuracy_by_epoch": {str(e): round(accuracy[finite & (epoch_of == e)].median().item(), 3)
@@ -238,45 +248,90 @@ def build_zoo(name: str, run_specs: list[ArchSpec], config: dict, limit: int | N
         "extras": "per network: " + ", ".join(extras) + f"; optimizer ids {list(OPTIMIZERS)}, "
                   f"init ids {list(INITS)}, activation ids {list(ACTIVATIONS)}, "
                   "architecture = index into architectures",
-        "layer_statistics": _finite_statistics(mixed, finite),
     }
-    return WeightDataset(name, "regression", 0, splits["train"], splits["val"], splits["test"], card)
+    return Built(splits["train"], splits["val"], splits["test"], card)
 
 
-def _options(opts: LoadOptions, defaults: dict, name: str) -> tuple[dict, dict, Path]:
-    config = parse_params(opts.params, defaults)
-    recipe = {"dataset": name, "limit": opts.limit, "split_seed": SPLIT_SEED, "held_out": HELD_OUT_IMAGES,
-              "recipe_version": RECIPE_VERSION, **config}
-    directory = opts.root / name / (f"limit{opts.limit}" if opts.limit else "full")
-    return config, recipe, directory
+class DigitsCnnSource(DatasetSource):
+    """What both digits zoos share: options, their cross-checks, and the build; a subclass
+    says which architecture each run has."""
+
+    options = COMMON_OPTIONS
+
+    def run_architectures(self) -> list[ArchSpec]:
+        """The architecture of every run, in run order."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        name, config = self.info.name, self.config
+        if config["checkpoints"] > config["epochs"]:
+            raise ConfigError(f"{name} option checkpoints={config['checkpoints']} exceeds epochs={config['epochs']}; "
+                              f"valid: 1..epochs (one checkpoint at most per epoch)")
+        per_run = len(checkpoint_epochs(config["epochs"], config["checkpoints"]))
+        for part, runs in split_sizes(config["runs"]).items():
+            if runs * per_run < MIN_NETWORKS[part]:
+                raise ConfigError(f"{name} option runs={config['runs']}: the {part} split gets {runs} run(s) x "
+                                  f"{per_run} checkpoint(s), fewer than the {MIN_NETWORKS[part]} networks a split "
+                                  f"needs; valid: more runs or checkpoints")
+
+    def recipe(self) -> dict:
+        return {"split_seed": SPLIT_SEED, "held_out": HELD_OUT_IMAGES}
+
+    def process(self) -> Built:
+        return build_zoo(self.info.name, self.run_architectures(), self.config, self.load_options.limit,
+                         self.progress, self.checkpoints)
 
 
-@register_dataset("digits-cnn-zoo", suite="zoo", embedded=True,
-                  description="Small-CNN-Zoo-style CNNs trained on scikit-learn's 8x8 digits; target: test accuracy")
-def load_digits_cnn_zoo(opts: LoadOptions) -> WeightDataset:
-    """Build (first time) or load the cached ``digits-cnn-zoo``. Options (``opts.params``):
-    ``runs``, ``epochs``, ``checkpoints``, ``batch_size``, ``chunk``, ``seed``,
-    ``activations`` (comma-separated subset of relu,tanh)."""
-    config, recipe, directory = _options(opts, ZOO_DEFAULTS, "digits-cnn-zoo")
-    activations = [a.strip() for a in config["activations"].split(",")]
-    if not activations or any(a not in ACTIVATIONS for a in activations):
-        raise ValueError(f"activations must be a comma-separated subset of {ACTIVATIONS}, "
-                         f"got {config['activations']!r}")
-    draw = torch.randint(0, len(activations), (config["runs"],),
-                         generator=torch.Generator().manual_seed(config["seed"] + 1))
-    run_specs = [zoo_spec(activations[i]) for i in draw.tolist()]
-    return cached(directory, recipe, lambda: build_zoo("digits-cnn-zoo", run_specs, config, opts.limit,
-                                                       opts.progress))
+class DigitsCnnZoo(DigitsCnnSource):
+    """``digits-cnn-zoo``: the Small CNN Zoo architecture, each run's activation drawn from
+    ``activations``."""
+
+    options = {**COMMON_OPTIONS,
+               "activations": Option(ACTIVATIONS, "comma-separated subset of relu,tanh: the activations runs "
+                                                  "draw from")}
+
+    def check(self) -> None:
+        activations = self.config["activations"]
+        subset = set(activations) <= set(ACTIVATIONS) and len(set(activations)) == len(activations)
+        if not activations or not subset:
+            raise ConfigError(f"{self.info.name} option activations={','.join(activations)!r} is not valid; valid: "
+                              f"a comma-separated subset of {','.join(ACTIVATIONS)}, each at most once")
+        super().check()
+
+    def run_architectures(self) -> list[ArchSpec]:
+        activations = self.config["activations"]
+        draw = torch.randint(0, len(activations), (self.config["runs"],),
+                             generator=torch.Generator().manual_seed(self.config["seed"] + 1))
+        return [zoo_spec(activations[i]) for i in draw.tolist()]
 
 
-@register_dataset("digits-cnn-park", suite="zoo", embedded=True,
-                  description="CNN-Wild-Park-style CNNs of mixed architectures trained on 8x8 digits; "
-                              "target: test accuracy")
-def load_digits_cnn_park(opts: LoadOptions) -> WeightDataset:
-    """Build (first time) or load the cached ``digits-cnn-park``. Options (``opts.params``):
-    ``runs``, ``architectures``, ``epochs``, ``checkpoints``, ``batch_size``, ``chunk``, ``seed``."""
-    config, recipe, directory = _options(opts, PARK_DEFAULTS, "digits-cnn-park")
-    pool = park_architectures(config["architectures"], torch.Generator().manual_seed(config["seed"] + 2))
-    run_specs = [pool[r % len(pool)] for r in range(config["runs"])]
-    return cached(directory, recipe, lambda: build_zoo("digits-cnn-park", run_specs, config, opts.limit,
-                                                       opts.progress))
+class DigitsCnnPark(DigitsCnnSource):
+    """``digits-cnn-park``: runs spread evenly over a seeded pool of ``architectures``."""
+
+    options = {**COMMON_OPTIONS,
+               "runs": Option(800, "training runs (each gives one network per checkpoint)", low=1, high=10**6),
+               "architectures": Option(12, "distinct architectures in the pool", low=1, high=1000)}
+
+    def check(self) -> None:
+        if self.config["architectures"] > self.config["runs"]:
+            raise ConfigError(f"{self.info.name} option architectures={self.config['architectures']} exceeds "
+                              f"runs={self.config['runs']}; valid: 1..runs (every architecture needs a run)")
+        super().check()
+
+    def run_architectures(self) -> list[ArchSpec]:
+        pool = park_architectures(self.config["architectures"],
+                                  torch.Generator().manual_seed(self.config["seed"] + 2))
+        return [pool[r % len(pool)] for r in range(self.config["runs"])]
+
+
+register_dataset(DatasetInfo(
+    "digits-cnn-zoo", ("zoo",), "regression", 1, version=2, embedded=True,
+    description="Small-CNN-Zoo-style CNNs (3 conv + GAP + linear, ReLU or tanh) trained on scikit-learn's 8x8 "
+                "digits, several checkpoints per run; target: test accuracy",
+    source=SOURCE, licence="CC BY 4.0"), DigitsCnnZoo)
+
+register_dataset(DatasetInfo(
+    "digits-cnn-park", ("zoo",), "regression", 1, version=2, embedded=True,
+    description="CNN-Wild-Park-style CNNs of mixed architectures (depth, width, kernel, activation, residuals) "
+                "trained on scikit-learn's 8x8 digits; target: test accuracy",
+    source=SOURCE, licence="CC BY 4.0"), DigitsCnnPark)

@@ -1,28 +1,36 @@
-"""The embedded CNN zoos: run-grouped splits, stored accuracies, mixed batching, symmetries."""
+"""The embedded CNN zoos: run-grouped splits, stored accuracies, mixed batching, symmetries,
+option checks and resumable builds."""
 
 import numpy as np
 import pytest
 import torch
 
-from datasets.collection import LoadOptions
+import datasets.cnn_training as cnn_training
+from datasets.dataset_table import DATASETS
+from datasets.errors import ConfigError
 from datasets.functional import forward
+from datasets.source import LoadOptions
 from datasets.sources.digits_cnn_zoo import (
     HELD_OUT_IMAGES,
-    PARK_DEFAULTS,
-    ZOO_DEFAULTS,
     checkpoint_epochs,
     digits_task,
-    load_digits_cnn_park,
-    load_digits_cnn_zoo,
     park_architectures,
     split_runs,
     zoo_spec,
 )
-from datasets.sources.digits_inr import parse_params
 from datasets.symmetry import permute_hidden, rescale_positive
 from datasets.weights import MixedWeights, WeightSpace, as_mixed
 
 SMALL = {"runs": "60", "epochs": "2", "checkpoints": "2"}
+TINY = {**SMALL, "epochs": "1", "checkpoints": "1"}
+
+
+def open_zoo(name, root, **kw):
+    return DATASETS[name].open(LoadOptions(root, progress=False, **kw))
+
+
+def load_digits_cnn_zoo(options):
+    return DATASETS["digits-cnn-zoo"].open(options).load()
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +41,8 @@ def zoo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def park(tmp_path_factory):
-    return load_digits_cnn_park(LoadOptions(tmp_path_factory.mktemp("park"), limit=24, progress=False,
-                                            params={**SMALL, "runs": "120"}))
+    return open_zoo("digits-cnn-park", tmp_path_factory.mktemp("park"), limit=24,
+                    params={**SMALL, "runs": "120"}).load()
 
 
 def splits(ds):
@@ -69,7 +77,7 @@ def test_small_zoo_is_built_grouped_by_run_and_cached(zoo, tmp_path):
 
 
 def test_cache_returns_the_same_zoo(tmp_path):
-    opts = LoadOptions(tmp_path, limit=2, progress=False, params={**SMALL, "epochs": "1", "checkpoints": "1"})
+    opts = LoadOptions(tmp_path, limit=2, progress=False, params=TINY)
     first, again = load_digits_cnn_zoo(opts), load_digits_cnn_zoo(opts)
     assert torch.equal(first.train.targets, again.train.targets)
     assert torch.equal(as_mixed(first.train.weights).groups[0].flatten(),
@@ -140,9 +148,10 @@ def test_zoo_architecture_and_options():
     assert spec.num_params == 1338 and [layer.stride for layer in spec.layers[:3]] == [2, 2, 2]
     assert checkpoint_epochs(8, 4) == (1, 2, 4, 8) and checkpoint_epochs(10, 4) == (1, 2, 5, 10)
     assert checkpoint_epochs(5, 1) == (5,)
-    assert parse_params({"runs": "7"}, ZOO_DEFAULTS)["runs"] == 7 and "architectures" in PARK_DEFAULTS
-    with pytest.raises(ValueError, match="unknown dataset option"):
-        parse_params({"architectures": "3"}, ZOO_DEFAULTS)
+    assert open_zoo("digits-cnn-zoo", "unused", params={"runs": "7"}).config["runs"] == 7
+    assert "architectures" in DATASETS["digits-cnn-park"].source.options
+    with pytest.raises(ConfigError, match="unknown option"):
+        open_zoo("digits-cnn-zoo", "unused", params={"architectures": "3"})
 
 
 def test_split_runs_is_fixed_and_70_10_20():
@@ -153,8 +162,57 @@ def test_split_runs_is_fixed_and_70_10_20():
 
 
 def test_single_activation_gives_one_architecture(tmp_path):
-    ds = load_digits_cnn_zoo(LoadOptions(tmp_path, limit=2, progress=False,
-                                         params={**SMALL, "epochs": "1", "checkpoints": "1", "activations": "tanh"}))
+    ds = load_digits_cnn_zoo(LoadOptions(tmp_path, limit=2, progress=False, params={**TINY, "activations": "tanh"}))
     assert isinstance(ds.train.weights, WeightSpace) and ds.specs == (zoo_spec("tanh"),)
-    with pytest.raises(ValueError, match="activations"):
+    with pytest.raises(ConfigError, match="activations"):
         load_digits_cnn_zoo(LoadOptions(tmp_path, limit=2, progress=False, params={"activations": "gelu"}))
+
+
+def test_both_zoos_are_declared_as_regression_on_one_output():
+    for name in ("digits-cnn-zoo", "digits-cnn-park"):
+        info = DATASETS[name].info
+        assert (info.task, info.out_dim, info.suites, info.embedded) == ("regression", 1, ("zoo",), True)
+        assert info.version >= 2 and info.licence == "CC BY 4.0"
+    source = open_zoo("digits-cnn-zoo", "unused")
+    assert source.config["activations"] == ("relu", "tanh") and source.options["runs"].low == 1
+
+
+class Interrupted(Exception):
+    """Stands for a build stopped part-way (Ctrl-C, a lost machine)."""
+
+
+def test_interrupted_build_resumes_with_the_same_networks(tmp_path, monkeypatch):
+    options = {"limit": 2, "params": {**TINY, "runs": "20", "chunk": "2"}}
+    real, trained = cnn_training._train_chunk, []
+
+    def counting(*args, **kwargs):
+        trained.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    def stop_after_first(*args, **kwargs):
+        if trained:
+            raise Interrupted
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(cnn_training, "_train_chunk", counting)
+    uninterrupted = open_zoo("digits-cnn-zoo", tmp_path / "a", **options).load()
+    chunks = len(trained)
+    assert chunks >= 3
+
+    trained.clear()
+    monkeypatch.setattr(cnn_training, "_train_chunk", stop_after_first)
+    with pytest.raises(Interrupted):
+        open_zoo("digits-cnn-zoo", tmp_path / "b", **options).load()
+    assert len(trained) == 1 and len(list((tmp_path / "b").rglob("partial/cnns-*.safetensors"))) == 1
+
+    trained.clear()
+    monkeypatch.setattr(cnn_training, "_train_chunk", counting)
+    resumed = open_zoo("digits-cnn-zoo", tmp_path / "b", **options).load()
+    assert len(trained) == chunks - 1  # the finished chunk was not trained again
+    assert resumed.fingerprint == uninterrupted.fingerprint and not list((tmp_path / "b").rglob("partial"))
+    for name, split in uninterrupted.splits().items():
+        again = resumed.splits()[name]
+        assert len(as_mixed(split.weights).groups) == len(as_mixed(again.weights).groups)
+        assert all(torch.equal(a.flatten(), b.flatten())
+                   for a, b in zip(as_mixed(split.weights).groups, as_mixed(again.weights).groups))
+        assert torch.equal(split.targets, again.targets) and torch.equal(split.extras["run"], again.extras["run"])

@@ -1,54 +1,19 @@
 """The Small CNN Zoo loader: NFN's protocol, TF -> torch conversion, activation groups."""
 
-import gzip
 import random
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from zoo_files import LAYOUT, layout_table, write_metrics, write_zoo
 
-from datasets.collection import LoadOptions
+from datasets.dataset_table import DATASETS
+from datasets.errors import DataNotFound, InvalidData, InvalidItem
 from datasets.functional import forward
-from datasets.registry import DATASETS
+from datasets.source import LoadOptions
 from datasets.sources.small_cnn_zoo import split_positions
-from datasets.validation import DataNotFound, InvalidItem
 from datasets.weights import MixedWeights, WeightSpace
-
-# (varname, shape) in the published order: per layer the bias, then the kernel (TF layout)
-LAYOUT = [("conv2d", (3, 3, 1, 16)), ("conv2d_1", (3, 3, 16, 16)), ("conv2d_2", (3, 3, 16, 16)),
-          ("dense", (16, 10))]
-
-
-def layout_table() -> pd.DataFrame:
-    rows, at = [], 0
-    for name, shape in LAYOUT:
-        for kind, s in (("bias", (shape[-1],)), ("kernel", shape)):
-            size = int(np.prod(s))
-            rows.append({"varname": f"sequential/{name}/{kind}:0", "start_idx": at, "end_idx": at + size,
-                         "shape": str(s)})
-            at += size
-    assert at == 4970
-    return pd.DataFrame(rows)
-
-
-def write_zoo(folder, n=40, seed=0, split_name="cifar10_split.csv"):
-    """Tiny zoo: ``n`` rows of 4970 float32, checkpoints at steps 0 / 20 / 86, relu and tanh."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = (rng.standard_normal((n, 4970)) * 0.3).astype(np.float32)
-    steps = rng.choice([0, 20, 86], n, p=[0.2, 0.2, 0.6])
-    steps[0] = 86
-    metrics = pd.DataFrame({"config.activation": rng.choice(["relu", "tanh"], n), "config.optimizer": "adam",
-                            "step": steps, "test_accuracy": rng.uniform(0.1, 0.6, n).round(4),
-                            "train_accuracy": rng.uniform(0.1, 0.6, n)})
-    np.save(folder / "weights.npy", weights)
-    with gzip.open(folder / "metrics.csv.gz", "wt") as f:
-        metrics.to_csv(f, index=False)
-    layout_table().to_csv(folder / "layout.csv", index=False)
-    order = rng.permutation(n)
-    (folder / split_name).write_text("0\n" + "\n".join(map(str, order)) + "\n")
-    return weights, metrics
 
 
 def nfn_reference(folder, split_file):
@@ -69,9 +34,13 @@ def opts(tmp_path, source, **kw):
     return LoadOptions(tmp_path / "cache", source, progress=False, **kw)
 
 
+def load(name, options):
+    return DATASETS[name].open(options).load()
+
+
 def test_protocol_matches_nfn_including_the_stray_header(tmp_path):
     weights, metrics = write_zoo(tmp_path / "cifar10")
-    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
+    ds = load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10"))
     expected = nfn_reference(tmp_path / "cifar10", tmp_path / "cifar10" / "cifar10_split.csv")
     got = {"train": ds.train, "val": ds.val, "test": ds.test_split()}
     for name, split in got.items():
@@ -79,7 +48,7 @@ def test_protocol_matches_nfn_including_the_stray_header(tmp_path):
         assert np.allclose(split.targets.numpy(), metrics["test_accuracy"].to_numpy()[expected[name]])
     all_rows = np.concatenate([s.extras["row"].numpy() for s in got.values()])
     assert (all_rows == 0).sum() == 2  # row 0 twice: the header line and its own place
-    assert ds.task == "regression" and ds.card["accuracy"]["test"]["max"] <= 0.6
+    assert ds.task == "regression" and ds.card["targets"]["test"]["max"] <= 0.6
     assert split_positions(10) == {"train": [2, 1, 0, 4], "val": [3], "test": [5, 6, 7, 8, 9]}
 
 
@@ -108,7 +77,7 @@ def tf_forward(flat: np.ndarray, images_nhwc: np.ndarray, activation: str) -> np
 
 def test_tf_to_torch_conversion_preserves_the_function(tmp_path):
     weights, metrics = write_zoo(tmp_path / "z", split_name="mnist_split.csv")
-    ds = DATASETS["small-cnn-zoo-mnist"].load(opts(tmp_path, tmp_path / "z"))
+    ds = load("small-cnn-zoo-mnist", opts(tmp_path, tmp_path / "z"))
     images = np.random.default_rng(1).uniform(-1, 1, (5, 28, 28, 1))
     for split in (ds.train, ds.test_split()):
         mixed = split.weights
@@ -123,7 +92,7 @@ def test_tf_to_torch_conversion_preserves_the_function(tmp_path):
 
 def test_activations_become_architecture_groups(tmp_path):
     _, metrics = write_zoo(tmp_path / "cifar10")
-    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path))
+    ds = load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path))
     mixed = ds.train.weights
     acts = {g: mixed.groups[g].spec.layers[0].activation for g in range(len(mixed.groups))}
     for i, row in enumerate(ds.train.extras["row"].tolist()):
@@ -131,7 +100,7 @@ def test_activations_become_architecture_groups(tmp_path):
     assert {s.layers[0].activation for s in ds.specs} == {"relu", "tanh"}
     assert all(s.layers[0].stride == 2 and s.layers[0].kernel == (3, 3) for s in ds.specs)
     assert ds.specs[0].num_params == 4970 and set(ds.card["activations"]) == {"relu", "tanh"}
-    relu = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path, params={"activation": "relu"}))
+    relu = load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path, params={"activation": "relu"}))
     assert isinstance(relu.train.weights, WeightSpace) and not relu.heterogeneous
     assert sum(relu.card["networks"].values()) == ds.card["activations"]["relu"]
 
@@ -141,7 +110,7 @@ def test_nonfinite_weights_are_dropped_and_counted(tmp_path):
     final = np.flatnonzero(metrics["step"].to_numpy() == 86)
     weights[final[3], 100] = np.nan
     np.save(tmp_path / "cifar10" / "weights.npy", weights)
-    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
+    ds = load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10"))
     rows = np.concatenate([s.extras["row"].numpy() for s in (ds.train, ds.val, ds.test_split())])
     assert final[3] not in rows and sum(ds.card["skipped"].values()) == 1
 
@@ -151,11 +120,10 @@ def test_bad_target_or_activation_fails_or_is_skipped(tmp_path):
     final = np.flatnonzero(metrics["step"].to_numpy() == 86)
     metrics.loc[final[1], "test_accuracy"] = np.nan
     metrics.loc[final[2], "config.activation"] = "swish"
-    with gzip.open(tmp_path / "cifar10" / "metrics.csv.gz", "wt") as f:
-        metrics.to_csv(f, index=False)
+    write_metrics(tmp_path / "cifar10", metrics)
     with pytest.raises(InvalidItem, match="metrics.csv.gz: row .* (not finite|'swish')"):
-        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
-    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10", skip_invalid=True))
+        load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10"))
+    ds = load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10", skip_invalid=True))
     assert ds.card["skipped"] == {"non-finite target": 1, "unsupported activation": 1}
 
 
@@ -164,13 +132,13 @@ def test_corrupt_files_name_the_file(tmp_path):
     path = tmp_path / "cifar10" / "weights.npy"
     raw = path.read_bytes()
     path.write_bytes(raw[:len(raw) // 2])
-    with pytest.raises(ValueError, match="weights.npy: cannot read"):
-        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
+    with pytest.raises(InvalidData, match="weights.npy: .* truncated or corrupt"):
+        load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10"))
     path.write_bytes(raw)
     metrics = tmp_path / "cifar10" / "metrics.csv.gz"
     metrics.write_bytes(metrics.read_bytes()[:60])
-    with pytest.raises(ValueError, match="metrics.csv.gz: cannot read"):
-        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path / "b", tmp_path / "cifar10"))
+    with pytest.raises(InvalidData, match="metrics.csv.gz: cannot read"):
+        load("small-cnn-zoo-cifar10", opts(tmp_path / "b", tmp_path / "cifar10"))
 
 
 def test_layout_and_split_file_are_checked(tmp_path):
@@ -178,23 +146,23 @@ def test_layout_and_split_file_are_checked(tmp_path):
     table = layout_table()
     table.loc[1, "shape"] = "(3, 3, 2, 16)"
     table.to_csv(tmp_path / "cifar10" / "layout.csv", index=False)
-    with pytest.raises(ValueError, match="layout.csv: sequential/conv2d/kernel:0 spans"):
-        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
+    with pytest.raises(InvalidData, match="layout.csv: sequential/conv2d/kernel:0 spans"):
+        load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10"))
     layout_table().to_csv(tmp_path / "cifar10" / "layout.csv", index=False)
     (tmp_path / "cifar10" / "cifar10_split.csv").write_text("0\n5\n99\n")
-    with pytest.raises(ValueError, match="cifar10_split.csv: row numbers must lie in \\[0, 40\\)"):
-        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "cifar10"))
+    with pytest.raises(InvalidData, match="cifar10_split.csv: row numbers must lie in \\[0, 40\\)"):
+        load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "cifar10"))
 
 
 def test_missing_files_say_what_to_download(tmp_path):
     with pytest.raises(DataNotFound, match="smallcnnzoo-dataset/cifar10.tar.xz") as err:
-        DATASETS["small-cnn-zoo-cifar10"].load(LoadOptions(tmp_path, progress=False))
+        load("small-cnn-zoo-cifar10", LoadOptions(tmp_path, progress=False))
     assert str(tmp_path / "raw" / "small-cnn-zoo" / "cifar10") in str(err.value)
     write_zoo(tmp_path / "z")
     (tmp_path / "z" / "cifar10_split.csv").unlink()
     with pytest.raises(DataNotFound, match="predict_gen_data_splits"):
-        DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "z"))
+        load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "z"))
     (tmp_path / "elsewhere.csv").write_text("\n".join(map(str, range(40))))
-    ds = DATASETS["small-cnn-zoo-cifar10"].load(opts(tmp_path, tmp_path / "z", limit=2,
+    ds = load("small-cnn-zoo-cifar10", opts(tmp_path, tmp_path / "z", limit=2,
                                params={"split_file": str(tmp_path / "elsewhere.csv")}))
     assert len(ds.train) == 2 and ds.card["split_file"] == str(tmp_path / "elsewhere.csv")
