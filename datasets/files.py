@@ -61,8 +61,10 @@ def sha256_file(path: Path) -> str:
 
 class HashMemo:
     """Content hashes of source files, remembered in a JSON file by path and file status
-    (size, modification time, inode): a file is hashed again whenever any of them changes,
-    so a replaced file is never mistaken for the old one, and an unchanged one is read once."""
+    (size, modification and status-change times, inode): a file is hashed again whenever
+    any of them changes, so a replaced or rewritten file is never mistaken for the old one
+    (the status-change time cannot be set back, unlike the modification time), and an
+    unchanged one is read once."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -79,10 +81,10 @@ class HashMemo:
 
     def sha256(self, path: Path) -> str:
         stat = path.stat()
-        key, status = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        key, status = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
         known = self._entries().get(key)
-        if known and known[:3] == status:
-            return known[3]
+        if known and known[:-1] == status:
+            return known[-1]
         digest = sha256_file(path)
         self._entries()[key] = status + [digest]
         self._dirty = True
