@@ -28,6 +28,10 @@ def activate(z: Tensor, layer: Layer) -> Tensor:
             return torch.sin(layer.omega * z)
         case "sigmoid":
             return torch.sigmoid(z)
+        case "gelu":
+            return F.gelu(z)
+        case "leaky_relu":
+            return F.leaky_relu(z)
     raise ValueError(f"unknown activation {layer.activation!r}")
 
 

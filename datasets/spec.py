@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-ACTIVATIONS = ("identity", "relu", "tanh", "sine", "sigmoid")
+ACTIVATIONS = ("identity", "relu", "tanh", "sine", "sigmoid", "gelu", "leaky_relu")
 ODD_ACTIVATIONS = frozenset({"identity", "tanh", "sine"})
-POSITIVE_HOMOGENEOUS = frozenset({"identity", "relu"})
+POSITIVE_HOMOGENEOUS = frozenset({"identity", "relu", "leaky_relu"})
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer. ``activation`` is applied to its output; ``sine`` means sin(omega * z)."""
+    """One layer. ``activation`` is applied to its output; ``sine`` means sin(omega * z),
+    ``gelu`` the exact (erf) GELU and ``leaky_relu`` slope 0.01 below zero (PyTorch's
+    defaults)."""
 
     kind: str  # "linear" | "conv"
     out_features: int
