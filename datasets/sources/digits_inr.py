@@ -4,16 +4,25 @@ scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; no down
 or more SIRENs per image fitted with the DWSNets recipe (``datasets.inr_fitting``). Split by
 image, stratified by class, with a fixed seed: 70% / 10% / 20% of the images, and every
 view of an image stays in its image's split.
+
+Options that change the data: ``views`` (SIRENs fitted per image from different
+initialisations, as the DWSNets views ablation), ``augment`` (that many randomly distorted
+copies of every *training* image — rotation, scale, shear and shift drawn with a fixed
+seed, resampled bilinearly — added to the training split as new images of the same class;
+validation and test keep the original images only), and the SIREN recipe.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from torch import Tensor
 
 from datasets.card import summary
 from datasets.dataset_table import DatasetInfo, register_dataset
@@ -23,8 +32,28 @@ from datasets.source import Built, DatasetSource
 from datasets.weight_dataset import SPLITS, Split
 
 SPLIT_SEED = 0
+AUGMENT_SEED = 1
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
+MAX_ROTATION, SCALE, MAX_SHEAR, MAX_SHIFT = math.radians(15), (0.9, 1.1), 0.15, 0.15  # shift in [-1, 1] units
 RECIPE = SirenRecipe(steps=300, lr=3e-3)
+
+
+def distort(images: Tensor, copies: int, seed: int = AUGMENT_SEED) -> Tensor:
+    """``copies`` random affine distortions of every image, ``(N * copies, C, H, W)``, image
+    major: rotation within +-15 degrees, scale 0.9..1.1, shear within +-0.15, shift within
+    +-0.15 of the half-width; bilinear resampling, zero (background) outside."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(images) * copies
+    angle = (torch.rand(n, generator=g) * 2 - 1) * MAX_ROTATION
+    scale = SCALE[0] + torch.rand(n, generator=g) * (SCALE[1] - SCALE[0])
+    shear = (torch.rand(n, generator=g) * 2 - 1) * MAX_SHEAR
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * MAX_SHIFT
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin + shear, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    source = images.repeat_interleave(copies, 0)
+    grid = F.affine_grid(theta, list(source.shape), align_corners=False)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0, 1)
 
 
 def split_images(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
@@ -40,6 +69,8 @@ class DigitsInr(DatasetSource):
     """SIRENs of scikit-learn's digits, ``views`` fits (different initialisations) per image."""
 
     options = {"views": Option(1, "SIRENs fitted per image (different initialisations)", low=1, high=1000),
+               "augment": Option(0, "distorted copies of every training image, added as new images", low=0,
+                                 high=1000),
                **RECIPE.options()}
 
     def recipe(self) -> dict:
@@ -48,25 +79,31 @@ class DigitsInr(DatasetSource):
     def process(self) -> Built:
         digits = load_digits()
         images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        labels = digits.target
-        index = split_images(labels)
+        labels = torch.as_tensor(digits.target, dtype=torch.long)
+        index = split_images(digits.target)
         if self.load_options.limit:
             index = {k: v[:self.load_options.limit] for k, v in index.items()}
-        recipe, views = SirenRecipe.of(self.config), self.config["views"]
-        order = np.concatenate([index[s] for s in SPLITS])
+        recipe, views, copies = SirenRecipe.of(self.config), self.config["views"], self.config["augment"]
+        parts = {name: (images[ids], labels[ids], torch.as_tensor(ids), torch.zeros(len(ids), dtype=torch.long))
+                 for name, ids in index.items()}
+        if copies:
+            train, ids = parts["train"][0], parts["train"][2]
+            variant = torch.arange(1, copies + 1).repeat(len(ids))
+            extra = (distort(train, copies), labels[ids].repeat_interleave(copies), ids.repeat_interleave(copies),
+                     variant)
+            parts["train"] = tuple(torch.cat([a, b]) for a, b in zip(parts["train"], extra))
         start = time.perf_counter()
-        ws, scores = fit_sirens(images[order].repeat_interleave(views, 0), recipe, progress=self.progress,
-                                description="digits-inr: fitting SIRENs", store=self.checkpoints)
+        everything = torch.cat([parts[s][0] for s in SPLITS]).repeat_interleave(views, 0)
+        ws, scores = fit_sirens(everything, recipe, progress=self.progress, description="digits-inr: fitting SIRENs",
+                                store=self.checkpoints)
         seconds = time.perf_counter() - start
         splits, at = {}, 0
         for name in SPLITS:
-            n = len(index[name]) * views
-            rows = slice(at, at + n)
-            image_ids = torch.as_tensor(index[name]).repeat_interleave(views)
-            splits[name] = Split(ws[rows], torch.as_tensor(labels[image_ids.numpy()], dtype=torch.long),
-                                 {"psnr": scores[rows], "image": image_ids})
-            at += n
-        card = {"target": "digit class (10)", "views_per_image": views,
+            pictures, targets, ids, variant = (t.repeat_interleave(views, 0) for t in parts[name])
+            rows = slice(at, at + len(targets))
+            splits[name] = Split(ws[rows], targets, {"psnr": scores[rows], "image": ids, "variant": variant})
+            at += len(targets)
+        card = {"target": "digit class (10)", "views_per_image": views, "distorted_copies_per_training_image": copies,
                 "split": "by image, stratified, seed 0: 70% / 10% / 20%",
                 "fit": {"steps": recipe.steps, "lr": recipe.lr, "optimizer": "Adam", "seconds": round(seconds, 1),
                         "inrs_per_second": round(len(ws) / max(seconds, 1e-9), 1)},
