@@ -226,6 +226,11 @@ class Invariant(nn.Module):
         return x
 
 
+def with_extra(x: Tensor, extra: Tensor | None) -> Tensor:
+    """``[x, extra]``, or ``x`` without extra features."""
+    return x if extra is None else torch.cat([x, extra], dim=-1)
+
+
 class Equivariant(nn.Module):
     """``f(x) = W x * phi([inv(x), extra])``; on input/output rows ``W x * phi_io([x, extra])``.
     ``extra`` (positional embeddings) is invariant. ``io_only``: every row it will see is an
@@ -241,12 +246,11 @@ class Equivariant(nn.Module):
 
     def forward(self, x: Tensor, rows: Rows | None, extra: Tensor | None = None) -> Tensor:
         """``rows``: the rows' symmetries; ``None`` when all are input/output rows."""
-        cat = (lambda t, _: t) if extra is None else (lambda t, e: torch.cat([t, e], dim=-1))  # noqa: E731
         if rows is None:
-            return self.lin(x) * self.phi_io(cat(x, extra))
+            return self.lin(x) * self.phi_io(with_extra(x, extra))
         io = rows.io
-        gate = self.phi(cat(self.inv(x, rows), extra))
-        gate = gate.index_put((io,), self.phi_io(cat(x[io], None if extra is None else extra[io])))
+        gate = self.phi(with_extra(self.inv(x, rows), extra))
+        gate = gate.index_put((io,), self.phi_io(with_extra(x[io], None if extra is None else extra[io])))
         return self.lin(x) * gate
 
 
@@ -344,6 +348,7 @@ class ScaleGMN(nn.Module):
         return as_mixed(weights).map_groups(lambda g: divide_by_std(wrap_phase(g), self.stats.get(g.spec)))
 
     def node_kinds(self, graph: Batch) -> Tensor:
+        """``(num_nodes,)``: every neuron's symmetry kind (:func:`neuron_kinds`)."""
         kinds = torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.ptr.device)
         for g, spec in enumerate(graph.layout.specs):
             ids = self.converter.node_ids(graph, g)
@@ -360,8 +365,7 @@ class ScaleGMN(nn.Module):
         x = self.embed_bias(graph.x)
         x = torch.where(io[:, None], x + pos, x * pos)
         src, dst = graph.edge_index
-        forward = Direction(src, dst, rows.take(dst, io), graph.edge_attr)
-        directions = [forward]
+        directions = [Direction(src, dst, rows.take(dst, io), graph.edge_attr)]
         if self.bidirectional:
             scaled = ((kinds[src] | kinds[dst]) & SCALE).bool()[:, None]
             values = torch.where(scaled, reciprocal(graph.edge_attr), graph.edge_attr)
@@ -379,19 +383,20 @@ class ScaleGMN(nn.Module):
         graph = self.converter(self.prepare(weights))
         x, edges, directions, rows, pos = self.encode(graph)
         extra = pos if self.positions_in_mlps else None
+        last = len(self.updates) - 1
         for i, (messages, update) in enumerate(zip(self.messages, self.updates)):
             aggregated = [m(x, e, d, extra) for m, e, d in zip(messages, edges, directions)]
             edges = [e if m.edge_update is None else m.edge_update(x, rows, e, d.send, d.receive)
                      for m, e, d in zip(messages, edges, directions)]
-            h, node_rows, node_extra = torch.cat([x, *aggregated], dim=-1), rows, extra
-            if i == len(self.updates) - 1:
-                nodes = rows.io
-                h, x, node_rows = h[nodes], x[nodes], None
-                node_extra = None if extra is None else extra[nodes]
-            new = update(h, node_rows, node_extra)
+            h = torch.cat([x, *aggregated], dim=-1)
+            if i < last:
+                new = update(h, rows, extra)
+            else:  # only the input/output neurons are read from here on
+                x, h = x[rows.io], h[rows.io]
+                new = update(h, None, None if extra is None else extra[rows.io])
             x = new + self.skips[i](x) if self.skips is not None else new
             x = F.dropout(x, self.dropout, self.training)
-        return self.head(self.readout(x, nodes, graph))
+        return self.head(self.readout(x, rows.io, graph))
 
     def readout(self, x: Tensor, nodes: Tensor, graph: Batch) -> Tensor:
         """From the features ``x`` of the input/output neurons ``nodes``: the output neurons'
