@@ -24,7 +24,7 @@ from datasets.registry import Registry
 from datasets.weight_dataset import TaskInfo
 
 PROFILES = ("quick", "paper")
-SYMMETRIES = ("permutation", "sign_flip", "rescale")
+SYMMETRIES = ("permutation", "sign_flip", "rescale", "phase")
 CONTROLS = ("permute_rows_only",)
 
 

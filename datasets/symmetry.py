@@ -3,10 +3,13 @@
 Hidden neuron layers joined by a residual connection must move together, so transforms act
 on *classes* of neuron layers (``symmetry_classes``). All transforms are batched: every
 network in the batch gets its own random permutation, sign or scale. Each one is verified
-by functional evaluation in ``tests/test_datasets/test_symmetry.py``.
+by functional evaluation in ``tests/test_datasets/test_symmetry.py`` (phase shifts in
+``tests/test_datasets/test_phase_symmetry.py``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -118,6 +121,21 @@ def rescale_positive(weights: Weights, generator: torch.Generator | None = None,
     classes = (symmetry_classes(weights.spec) if any_activation
                else _classes_with(weights.spec, POSITIVE_HOMOGENEOUS))
     return _act_on_neurons(weights, _per_class(weights, draw, classes), "scale")
+
+
+def shift_phase(weights: Weights, generator: torch.Generator | None = None, max_periods: int = 3) -> Weights:
+    """Add ``m * 2 pi / omega`` (``m`` a random integer in ``[-max_periods, max_periods]``,
+    drawn per network and neuron) to the bias of every hidden sine neuron: its value
+    ``sin(omega * (w x + b))`` is unchanged, so the function is preserved."""
+    if isinstance(weights, MixedWeights):
+        return weights.map_groups(lambda g: shift_phase(g, generator, max_periods))
+    biases = list(weights.biases)
+    for k in weights.spec.hidden:
+        layer = weights.spec.layers[k - 1]
+        if layer.activation == "sine":
+            m = torch.randint(-max_periods, max_periods + 1, biases[k - 1].shape, generator=generator)
+            biases[k - 1] = biases[k - 1] + m.to(weights.device, weights.dtype) * (2 * math.pi / layer.omega)
+    return WeightSpace(weights.spec, weights.weights, tuple(biases))
 
 
 def permute_rows_only(weights: WeightSpace, neuron_layer: int = 1,

@@ -1,0 +1,431 @@
+"""ScaleGMN and ScaleGMN-B: scale-equivariant graph metanetworks (Kalogeropoulos, Bouritsas &
+Panagakis, NeurIPS 2024, "Scale Equivariant Graph Metanetworks"; configuration from the
+authors' ``configs/mnist_cls/scalegmn.yml`` and ``scalegmn_bidir.yml``).
+
+A message-passing network on the neural graph of ``methods.graph`` (neurons are nodes with
+their bias, weights are edges) whose hidden-neuron features are *equivariant* to the
+scalings that preserve the input network's function, so that its output is invariant to
+them: a hidden neuron ``i`` of an odd activation (sine, tanh) may have its incoming weights
+and bias multiplied by ``q_i = +-1`` and its outgoing weights divided by it; one of a ReLU by
+any ``q_i > 0``; one of the identity by any ``q_i != 0``. Edge ``j -> i`` then carries
+``q_i w_ij / q_j`` and node ``i`` carries ``q_i b_i``. Every block keeps that law:
+
+- Embedding: ``x_i = W_b b_i`` and ``e_ij = W_w w_ij`` (linear, no bias); hidden nodes are
+  multiplied by a learned per-layer embedding, input/output nodes get a learned per-neuron
+  embedding added (they are never scaled); edges are multiplied by a learned embedding of
+  their (kind, source position, target position).
+- Invariant map ``inv`` (per neuron, by its symmetry): sign -> ``rho(x) + rho(-x)``
+  (symmetrisation), positive scale -> ``x / |x|`` (canonicalisation), both ->
+  symmetrisation of the canonical form, none -> ``x``.
+- Equivariant map ``f(x) = W x * phi(inv(x))`` (``W`` linear without bias; the authors'
+  ScaleEq layer); on input/output neurons ``W x * phi_io(x)``.
+- Message ``j -> i``: ``f(W_e e_ij * W_x x_j)`` (scales as ``q_i``), summed over ``j``;
+  update ``x_i' = f([x_i, m_i])``; edge update ``e_ij' = W e_ij * phi(inv(x_i), inv(x_j))``
+  (every layer but the last); skip ``x = W_s x + x'`` where the profile says so; dropout
+  between layers. In the last layer only the messages to, and the updates of, input/output
+  neurons are computed: nothing reads the hidden neurons after it.
+- ScaleGMN-B adds backward messages ``i -> j`` with their own parameters. They must scale as
+  ``q_j``: the edge feature is ``1 / w_ij`` (elementwise, 0 kept at 0) when either end has a
+  positive scaling, else ``w_ij`` (``1 / q = q`` for signs), as in the authors' code.
+  Its update reads ``[x_i, m_fw_i, m_bw_i]``.
+- Readout: the output neurons' features concatenated (ScaleGMN-B: projected, and with the
+  projected input neurons' features), then an MLP. Output and input neurons are never
+  transformed, so this is invariant. Every MLP is ``Linear, LayerNorm, SiLU, Linear``.
+
+Before conversion, the bias of every hidden sine neuron is wrapped into ``[-pi/omega,
+pi/omega]`` (the authors canonicalise the phase of their INR datasets beforehand), which makes
+the model invariant to whole-period phase shifts as well. The weights and biases of each
+layer are divided by their training-split standard deviation (no mean is subtracted: a shift
+would break the sign and scale laws). ``inv``'s canonical form divides by ``max(|x|, 1e-8)``,
+exact for every feature vector longer than that.
+
+Deliberate differences from the authors' code: the division by the standard deviation (they
+feed raw weights); heterogeneous batches (mixed activations per
+neuron, the authors' "hetero" mode generalised; mixed widths and depths; CNNs with residuals
+through ``methods.graph``); the edge embedding is indexed by position pairs, which also
+covers residual edges; ScaleGMN-B updates the backward edge features whatever the symmetry
+(the authors update them for positive scaling only); the edge update reads input/output
+neurons' features as they are (the authors pass them through ``inv`` too).
+
+Initialisation (not fixed by the paper; with PyTorch's defaults the features shrink about
+tenfold per layer through the products): the bias-free linear maps are variance-preserving
+(normal, std ``1 / sqrt(fan_in)``, the message map's also divided by the square root of the
+mean in-degree, since messages are summed) and every gate MLP starts near 1 (last bias 1).
+
+Paper profiles: hidden 128, 4 layers, dropout 0.2, AdamW lr 1e-3 with weight decay 0.01
+(ScaleGMN: skip connections and edge embeddings) or 0.001 (ScaleGMN-B: positional embeddings
+in the message and update MLPs, no skips, no edge embeddings). Quick profiles: hidden 16, 3
+layers (ScaleGMN-B: 2), no dropout. Parameter counts for the SIREN 2-32-32-1 input with 10
+classes: ScaleGMN paper 1,598,730 / quick 20,122; ScaleGMN-B paper 3,039,754 / quick 21,386.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from datasets.method_table import register_method
+from datasets.normalisation import LayerStats
+from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
+from datasets.symmetry import symmetry_classes
+from datasets.weight_dataset import TaskInfo
+from datasets.weights import Weights, WeightSpace, as_mixed
+from methods.graph import EDGE_TYPES, GraphConverter
+
+SIGN, SCALE = 1, 2  # bits of a neuron's symmetry kind
+EPS = 1e-8
+
+PROFILES = {
+    "scalegmn": {
+        "quick": {"hidden": 16, "layers": 3, "dropout": 0.0, "skip": True, "edge_positions": True,
+                  "positions_in_mlps": False},
+        "paper": {"hidden": 128, "layers": 4, "dropout": 0.2, "skip": True, "edge_positions": True,
+                  "positions_in_mlps": False},
+    },
+    "scalegmn-b": {
+        "quick": {"hidden": 16, "layers": 2, "dropout": 0.0, "skip": False, "edge_positions": False,
+                  "positions_in_mlps": True},
+        "paper": {"hidden": 128, "layers": 4, "dropout": 0.2, "skip": False, "edge_positions": False,
+                  "positions_in_mlps": True},
+    },
+}
+
+
+def neuron_kinds(spec: ArchSpec) -> Tensor:
+    """``(N,)`` per neuron in graph order: bit ``SIGN`` if its sign may flip, bit ``SCALE`` if
+    it may be scaled by a positive factor (its whole symmetry class, as
+    ``datasets.symmetry``); 0 for input, output and tied neurons."""
+    per_layer = [0] * len(spec.widths)
+    for cls in symmetry_classes(spec):
+        acts = {spec.activation_of(k) for k in cls}
+        kind = SIGN * (acts <= ODD_ACTIVATIONS) + SCALE * (acts <= POSITIVE_HOMOGENEOUS)
+        for k in cls:
+            per_layer[k] = kind
+    return torch.repeat_interleave(torch.tensor(per_layer), torch.tensor(spec.widths))
+
+
+def wrap_phase(ws: WeightSpace) -> WeightSpace:
+    """Bias of every hidden sine neuron moved by whole periods ``2 pi / omega`` into
+    ``[-pi/omega, pi/omega]``; odd in the bias, so it commutes with sign flips."""
+    biases = list(ws.biases)
+    for k in ws.spec.hidden:
+        layer = ws.spec.layers[k - 1]
+        if layer.activation == "sine":
+            period = 2 * math.pi / layer.omega
+            biases[k - 1] = biases[k - 1] - period * torch.round(biases[k - 1] / period)
+    return WeightSpace(ws.spec, ws.weights, tuple(biases))
+
+
+def divide_by_std(ws: WeightSpace, stats: LayerStats | None) -> WeightSpace:
+    """Each layer's weights and biases divided by their standard deviation in ``stats``."""
+    if stats is None:
+        return ws
+    w_std, b_std = stats.weight_std.to(ws.device, ws.dtype), stats.bias_std.to(ws.device, ws.dtype)
+    return WeightSpace(ws.spec, tuple(w / w_std[i] for i, w in enumerate(ws.weights)),
+                       tuple(b / b_std[i] for i, b in enumerate(ws.biases)))
+
+
+def reciprocal(t: Tensor) -> Tensor:
+    """Elementwise ``1 / t``, with zeros (padding of smaller kernels) kept at zero."""
+    nonzero = t != 0
+    return torch.where(nonzero, 1 / torch.where(nonzero, t, torch.ones_like(t)), torch.zeros_like(t))
+
+
+def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """The authors' MLP: ``Linear, LayerNorm, SiLU, Linear``."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, d_out))
+
+
+def gate_mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """:func:`mlp` whose output starts near 1 (its last bias is 1), for multiplicative gates."""
+    net = mlp(d_in, hidden, d_out)
+    nn.init.ones_(net[-1].bias)
+    return net
+
+
+def scaling_linear(d_in: int, d_out: int, fan_in: float = 1.0) -> nn.Linear:
+    """A linear map without bias (it commutes with per-neuron scalars), variance-preserving
+    at initialisation (normal, std ``1 / sqrt(d_in * fan_in)``; ``fan_in``: how many such
+    terms are summed after it)."""
+    lin = nn.Linear(d_in, d_out, bias=False)
+    nn.init.normal_(lin.weight, std=(d_in * fan_in) ** -0.5)
+    return lin
+
+
+def mean_degree(converter: GraphConverter, specs: tuple[ArchSpec, ...], end: int) -> float:
+    """Mean number of edges per node that has any, at edge end ``end`` (1: in-degree, 0:
+    out-degree), over one network of each architecture."""
+    degrees = []
+    for spec in specs:
+        t = converter.template(spec)
+        deg = torch.bincount(t.edge_index[end], minlength=t.num_nodes)
+        degrees.append(deg[deg > 0].double())
+    return torch.cat(degrees).mean().item()
+
+
+Mask = Tensor | bool  # per-row (n, 1) mask, or the same answer for every row
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Which symmetry each row of a feature tensor obeys: ``sign`` / ``scale`` are ``(n, 1)``
+    masks, or ``True`` / ``False`` when the answer is the same for every hidden row (input and
+    output rows are never transformed, so either answer is right for them); ``io`` holds the
+    indices of the input/output rows."""
+
+    sign: Mask
+    scale: Mask
+    io: Tensor
+
+    @classmethod
+    def of(cls, kinds: Tensor, io: Tensor) -> "Rows":
+        def mask(bit: int) -> Mask:
+            has = (kinds & bit).bool()
+            hidden = has[~io]
+            if hidden.all() or not has.any():
+                return bool(hidden.all()) and hidden.numel() > 0
+            return has[:, None]
+        return cls(mask(SIGN), mask(SCALE), torch.nonzero(io).squeeze(1))
+
+    def take(self, index: Tensor, io: Tensor) -> "Rows":
+        """The rows of ``index`` (e.g. each edge's receiving node); ``io`` marks the nodes."""
+        pick = lambda m: m[index] if isinstance(m, Tensor) else m  # noqa: E731
+        return Rows(pick(self.sign), pick(self.scale), torch.nonzero(io[index]).squeeze(1))
+
+
+def select(mask: Mask, a: Tensor, b: Tensor) -> Tensor:
+    """``a`` where ``mask``, else ``b``."""
+    return torch.where(mask, a, b) if isinstance(mask, Tensor) else (a if mask else b)
+
+
+class Invariant(nn.Module):
+    """``inv``: per row, the symmetrisation ``rho(x) + rho(-x)`` for signs, ``x / |x|`` for
+    positive scales, both for both, ``x`` for neither. ``rho`` exists only if ``signs``
+    (some neurons of the task have a sign symmetry)."""
+
+    def __init__(self, dim: int, hidden: int, signs: bool) -> None:
+        super().__init__()
+        self.rho = mlp(dim, hidden, dim) if signs else None
+
+    def symmetrised(self, x: Tensor) -> Tensor:
+        """``rho(x) + rho(-x)``, sharing the first matmul and merging the last."""
+        first, norm, act, last = self.rho
+        a, b = F.linear(x, first.weight), first.bias
+        return last(act(norm(b + a)) + act(norm(b - a))) + last.bias
+
+    def forward(self, x: Tensor, rows: Rows) -> Tensor:
+        if rows.scale is not False:
+            x = select(rows.scale, x / x.norm(dim=-1, keepdim=True).clamp_min(EPS), x)
+        if rows.sign is not False:
+            x = select(rows.sign, self.symmetrised(x), x)
+        return x
+
+
+def with_extra(x: Tensor, extra: Tensor | None) -> Tensor:
+    """``[x, extra]``, or ``x`` without extra features."""
+    return x if extra is None else torch.cat([x, extra], dim=-1)
+
+
+class Equivariant(nn.Module):
+    """``f(x) = W x * phi([inv(x), extra])``; on input/output rows ``W x * phi_io([x, extra])``.
+    ``extra`` (positional embeddings) is invariant. ``io_only``: every row it will see is an
+    input/output row (the last layer, whose hidden neurons nothing reads)."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int, signs: bool, d_extra: int = 0,
+                 fan_in: float = 1.0, io_only: bool = False) -> None:
+        super().__init__()
+        self.lin = scaling_linear(d_in, d_out, fan_in)
+        self.phi_io = gate_mlp(d_in + d_extra, hidden, d_out)
+        self.inv = None if io_only else Invariant(d_in, hidden, signs)
+        self.phi = None if io_only else gate_mlp(d_in + d_extra, hidden, d_out)
+
+    def forward(self, x: Tensor, rows: Rows | None, extra: Tensor | None = None) -> Tensor:
+        """``rows``: the rows' symmetries; ``None`` when all are input/output rows."""
+        if rows is None:
+            return self.lin(x) * self.phi_io(with_extra(x, extra))
+        io = rows.io
+        gate = self.phi(with_extra(self.inv(x, rows), extra))
+        gate = gate.index_put((io,), self.phi_io(with_extra(x[io], None if extra is None else extra[io])))
+        return self.lin(x) * gate
+
+
+class EdgeUpdate(nn.Module):
+    """``e_ij' = W e_ij * phi([inv(x_i), inv(x_j)])`` (``inv`` of an input/output neuron is its
+    feature itself); the first layer of ``phi`` runs on the nodes (its two halves), before
+    gathering."""
+
+    def __init__(self, dim: int, hidden: int, signs: bool) -> None:
+        super().__init__()
+        self.lin = scaling_linear(dim, dim)
+        self.inv = Invariant(dim, hidden, signs)
+        self.first_send = nn.Linear(dim, hidden)
+        self.first_receive = nn.Linear(dim, hidden, bias=False)
+        self.rest = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        nn.init.ones_(self.rest[-1].bias)
+
+    def forward(self, x: Tensor, rows: Rows, e: Tensor, send: Tensor, receive: Tensor) -> Tensor:
+        inv = self.inv(x, rows).index_put((rows.io,), x[rows.io])  # input/output neurons: as they are
+        h = self.first_send(inv).index_select(0, send) + self.first_receive(inv).index_select(0, receive)
+        return self.lin(e) * self.rest(h)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One direction of message passing: who sends and who receives along each edge, the
+    receivers' symmetry rows, and the edge features' raw values."""
+
+    send: Tensor
+    receive: Tensor
+    rows: Rows
+    values: Tensor
+
+
+class Messages(nn.Module):
+    """Messages of one direction, ``f(W_e e * W_x x_send)``, summed at the receivers; and
+    that direction's edge update (every layer but the last). The last layer (``last``) sends
+    only the messages to input/output neurons, the only ones read after it."""
+
+    def __init__(self, dim: int, signs: bool, d_extra: int, fan_in: float, last: bool) -> None:
+        super().__init__()
+        self.lin_x = scaling_linear(dim, dim)
+        self.lin_e = scaling_linear(dim, dim)
+        self.fn = Equivariant(dim, dim, dim, signs, d_extra, fan_in, io_only=last)
+        self.edge_update = None if last else EdgeUpdate(dim, dim, signs)
+
+    def forward(self, x: Tensor, e: Tensor, d: Direction, extra: Tensor | None) -> Tensor:
+        send, receive, rows = d.send, d.receive, d.rows
+        if self.edge_update is None:
+            keep = rows.io  # the edges into input/output neurons
+            send, receive, e, rows = send[keep], receive[keep], e[keep], None
+        v = self.lin_e(e) * self.lin_x(x).index_select(0, send)
+        msg = self.fn(v, rows, None if extra is None else extra.index_select(0, send))
+        return torch.zeros_like(x).index_add_(0, receive, msg)
+
+
+class ScaleGMN(nn.Module):
+    """ScaleGMN (``bidirectional=False``) or ScaleGMN-B, with an invariant readout."""
+
+    def __init__(self, info: TaskInfo, *, hidden: int, layers: int, dropout: float, skip: bool,
+                 edge_positions: bool, positions_in_mlps: bool, bidirectional: bool) -> None:
+        super().__init__()
+        self.specs = tuple(info.specs)
+        self.stats = dict(info.stats)
+        self.converter = GraphConverter(self.specs, reverse=False)
+        self._kinds = {spec: neuron_kinds(spec) for spec in self.specs}
+        signs = any(bool((kinds & SIGN).any()) for kinds in self._kinds.values())
+        self.bidirectional, self.dropout, self.positions_in_mlps = bidirectional, dropout, positions_in_mlps
+        dirs = 2 if bidirectional else 1
+        positions = self.converter.num_positions
+        self.embed_bias = scaling_linear(1, hidden)
+        self.embed_weight = scaling_linear(self.converter.kernel_size, hidden)
+        self.node_positions = nn.Embedding(positions, hidden)
+        self.edge_positions = (nn.Embedding(len(EDGE_TYPES) * positions ** 2, hidden)
+                               if edge_positions else None)
+        d_extra = hidden if positions_in_mlps else 0
+        fan_in = [mean_degree(self.converter, self.specs, end) for end in (1, 0)[:dirs]]
+        self.messages = nn.ModuleList(
+            nn.ModuleList(Messages(hidden, signs, d_extra, fan_in[d], last=i == layers - 1) for d in range(dirs))
+            for i in range(layers))
+        self.updates = nn.ModuleList(
+            Equivariant((1 + dirs) * hidden, hidden, hidden, signs, d_extra, io_only=i == layers - 1)
+            for i in range(layers))
+        self.skips = nn.ModuleList(scaling_linear(hidden, hidden) for _ in range(layers)) if skip else None
+        n_in, n_out = self.converter.max_inputs, self.converter.max_outputs
+        if bidirectional:
+            self.project_in = nn.Linear(n_in * hidden, hidden)
+            self.project_out = nn.Linear(n_out * hidden, hidden)
+            self.head = mlp(2 * hidden, hidden, info.out_dim)
+        else:
+            self.head = mlp(n_out * hidden, hidden, info.out_dim)
+
+    def prepare(self, weights: Weights) -> Weights:
+        """Phase wrap, then per-layer division by the standard deviation."""
+        return as_mixed(weights).map_groups(lambda g: divide_by_std(wrap_phase(g), self.stats.get(g.spec)))
+
+    def node_kinds(self, graph: Batch) -> Tensor:
+        """``(num_nodes,)``: every neuron's symmetry kind (:func:`neuron_kinds`)."""
+        kinds = torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.ptr.device)
+        for g, spec in enumerate(graph.layout.specs):
+            ids = self.converter.node_ids(graph, g)
+            kinds[ids] = self._kinds[spec].to(ids.device).expand_as(ids)
+        return kinds
+
+    def encode(self, graph: Batch) -> tuple[Tensor, list[Tensor], list[Direction], Rows, Tensor]:
+        """Node features, per-direction edge features, the directions, the nodes' symmetry
+        rows and their positional embeddings."""
+        io = (graph.layer == 0) | graph.is_output
+        kinds = self.node_kinds(graph)
+        rows = Rows.of(kinds, io)
+        pos = self.node_positions(graph.pos_id)
+        x = self.embed_bias(graph.x)
+        x = torch.where(io[:, None], x + pos, x * pos)
+        src, dst = graph.edge_index
+        directions = [Direction(src, dst, rows.take(dst, io), graph.edge_attr)]
+        if self.bidirectional:
+            scaled = ((kinds[src] | kinds[dst]) & SCALE).bool()[:, None]
+            values = torch.where(scaled, reciprocal(graph.edge_attr), graph.edge_attr)
+            directions.append(Direction(dst, src, rows.take(src, io), values))
+        edges = []
+        for d in directions:
+            e = self.embed_weight(d.values)
+            if self.edge_positions is not None:
+                p = self.converter.num_positions
+                e = e * self.edge_positions((graph.edge_type * p + graph.pos_id[src]) * p + graph.pos_id[dst])
+            edges.append(e)
+        return x, edges, directions, rows, pos
+
+    def forward(self, weights: Weights) -> Tensor:
+        graph = self.converter(self.prepare(weights))
+        x, edges, directions, rows, pos = self.encode(graph)
+        extra = pos if self.positions_in_mlps else None
+        last = len(self.updates) - 1
+        for i, (messages, update) in enumerate(zip(self.messages, self.updates)):
+            aggregated = [m(x, e, d, extra) for m, e, d in zip(messages, edges, directions)]
+            edges = [e if m.edge_update is None else m.edge_update(x, rows, e, d.send, d.receive)
+                     for m, e, d in zip(messages, edges, directions)]
+            h = torch.cat([x, *aggregated], dim=-1)
+            if i < last:
+                new = update(h, rows, extra)
+            else:  # only the input/output neurons are read from here on
+                x, h = x[rows.io], h[rows.io]
+                new = update(h, None, None if extra is None else extra[rows.io])
+            x = new + self.skips[i](x) if self.skips is not None else new
+            x = F.dropout(x, self.dropout, self.training)
+        return self.head(self.readout(x, rows.io, graph))
+
+    def readout(self, x: Tensor, nodes: Tensor, graph: Batch) -> Tensor:
+        """From the features ``x`` of the input/output neurons ``nodes``: the output neurons'
+        by output index (zeros where a network has fewer), flattened; ScaleGMN-B also the
+        input neurons', each projected."""
+        offset = self.converter.max_inputs + self.converter.max_hidden
+        out = self._slots(x, nodes, graph, graph.is_output, graph.pos_id - offset, self.converter.max_outputs)
+        if not self.bidirectional:
+            return out
+        inp = self._slots(x, nodes, graph, graph.layer == 0, graph.pos_id, self.converter.max_inputs)
+        return torch.cat([self.project_out(out), self.project_in(inp)], dim=-1)
+
+    @staticmethod
+    def _slots(x: Tensor, nodes: Tensor, graph: Batch, mask: Tensor, slot: Tensor, size: int) -> Tensor:
+        pick = torch.nonzero(mask[nodes]).squeeze(1)
+        node = nodes[pick]
+        dense = x.new_zeros(graph.num_graphs, size, x.shape[-1])
+        return dense.index_put((graph.batch[node], slot[node]), x[pick]).flatten(1)
+
+
+def _register(name: str, bidirectional: bool, weight_decay: float) -> None:
+    def build(task: TaskInfo, **hparams) -> nn.Module:
+        return ScaleGMN(task, bidirectional=bidirectional, **hparams)
+
+    register_method(name, family="graph", profiles=PROFILES[name], heterogeneous=True,
+                    symmetries=("permutation", "sign_flip", "rescale", "phase"),
+                    optim={"lr": 1e-3, "weight_decay": weight_decay},
+                    paper=f"Kalogeropoulos et al. 2024 ({'ScaleGMN-B' if bidirectional else 'ScaleGMN'})")(build)
+
+
+_register("scalegmn", bidirectional=False, weight_decay=0.01)
+_register("scalegmn-b", bidirectional=True, weight_decay=0.001)
