@@ -16,7 +16,7 @@ from torch import Tensor
 
 from datasets.functional import forward
 from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
-from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, symmetry_classes
+from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, shift_phase, symmetry_classes
 from datasets.weights import Weights, WeightSpace, as_mixed
 
 TOLERANCE = 1e-6
@@ -44,6 +44,7 @@ TRANSFORMS = {
     "permutation": Transform("permutation", permute_hidden, None),
     "sign_flip": Transform("sign_flip", flip_signs, ODD_ACTIVATIONS),
     "rescale": Transform("rescale", rescale_positive, POSITIVE_HOMOGENEOUS),
+    "phase": Transform("phase", shift_phase, frozenset({"sine"})),
 }
 
 

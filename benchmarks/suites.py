@@ -39,7 +39,7 @@ class Suite:
         return [name for name, entry in DATASETS.items() if self.name in entry.info.suites and entry.info.embedded]
 
 
-SYMMETRY_TRANSFORMS = ("permutation", "sign_flip", "rescale")
+SYMMETRY_TRANSFORMS = ("permutation", "sign_flip", "rescale", "phase")
 SUITES: Registry[Suite] = Registry("suite")
 SUITES.add("inr", Suite("inr", "classification", ("accuracy",), "classify the image an INR (SIREN) represents",
                         SYMMETRY_TRANSFORMS))
