@@ -75,7 +75,14 @@ class DatasetSource:
     options: ClassVar[dict[str, Option]] = {}
     raw_folder: ClassVar[str] = ""  # default source folder: root/raw/<raw_folder or name>
 
-    def __init__(self, info: DatasetInfo, load: LoadOptions) -> None:
+    def __init__(self, info: DatasetInfo, load: LoadOptions, **constants: Any) -> None:
+        """``constants``: what ``register_dataset(info, Source, **constants)`` gave, the
+        facts that make this source one member of its family; each becomes an attribute
+        and must be declared (with a default) on the class."""
+        for key, value in constants.items():
+            if not hasattr(type(self), key):
+                raise TypeError(f"{type(self).__name__} declares no constant {key!r}")
+            setattr(self, key, value)
         self.info, self.load_options = info, load
         self.config: dict[str, Any] = parse_options(load.params, self.options, info.name)
         self.checkpoints: ChunkStore | None = None
