@@ -1,6 +1,7 @@
 """Benchmark: load a cached 70,000-network SIREN 2-32-32-1 dataset (the size of mnist-inr).
 
     python scripts/bench_cache.py [--networks 70000] [--root DIR] [--repeats 3] [--threads 1]
+                                  [--published N]
 
 The networks are synthesised with the real shapes and the DWSNets initialisation (fitting
 70,000 SIRENs takes hours; what a load costs depends only on the shapes and the count), split
@@ -12,6 +13,11 @@ split, their sha256 in the data card). Then it times, as the median of ``--repea
   are dropped from the page cache (``posix_fadvise(DONTNEED)``, where the OS supports it);
 - warm load: the same with the files in the page cache;
 - its parts, warm: the checksums alone, reading alone, validation alone.
+
+With ``--published N``, it also writes N of the networks in the published DWSNets MNIST layout
+(one state dict per network plus the splits JSON) and times ``mnist-inr``'s fingerprint of
+that folder, which every load of published files computes first: the first time (every file
+hashed) and then memoised (one status check per file).
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import datasets.sources  # noqa: E402, F401  (registers mnist-inr)
 from datasets.cache import load_split, read_cache, write_cache  # noqa: E402
-from datasets.dataset_table import DatasetInfo  # noqa: E402
+from datasets.dataset_table import DATASETS, DatasetInfo  # noqa: E402
 from datasets.files import sha256_file  # noqa: E402
 from datasets.inr_fitting import siren_init  # noqa: E402
+from datasets.io.dwsnets_layout import export  # noqa: E402
+from datasets.source import LoadOptions  # noqa: E402
 from datasets.spec import siren_spec  # noqa: E402
 from datasets.validation import validate_dataset  # noqa: E402
 from datasets.weight_dataset import SPLITS, Split, WeightDataset  # noqa: E402
@@ -80,12 +89,28 @@ def timed(fn, repeats: int, before=None) -> float:
     return statistics.median(times)
 
 
+def time_fingerprint(networks: int, folder: Path) -> None:
+    """Export ``networks`` SIRENs in the DWSNets MNIST layout under ``folder`` and print the
+    time of mnist-inr's fingerprint of it, first and memoised."""
+    entry = DATASETS["mnist-inr"]
+    dataset = synthesise(networks)
+    start = time.perf_counter()
+    export(WeightDataset(entry.info, dataset.train, dataset.val, dataset.test_split()), entry.constants["layout"],
+           folder / "src")
+    print(f"published layout: {networks:,} state dicts written in {time.perf_counter() - start:.1f} s")
+    for label in ("first, every file hashed", "memoised"):
+        start = time.perf_counter()
+        entry.open(LoadOptions(folder / "root", folder / "src", progress=False)).fingerprint()
+        print(f"  fingerprint ({label}): {time.perf_counter() - start:.2f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--networks", type=int, default=70_000)
     p.add_argument("--root", type=Path, default=None, help="folder for the cache (default: a temporary one)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--published", type=int, default=0, help="also time the fingerprint of N published files")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(dir=args.root) as tmp:
@@ -116,6 +141,9 @@ def main() -> None:
     print(f"  checksums alone: {checksums:.3f} s ({size / 2**20 / checksums:.0f} MiB/s)")
     print(f"  reading alone:   {reading:.3f} s")
     print(f"  validation alone: {validation:.3f} s")
+    if args.published:
+        with tempfile.TemporaryDirectory(dir=args.root) as tmp:
+            time_fingerprint(args.published, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ reproduced exactly).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,26 +147,28 @@ def read_splits_file(path: Path) -> dict[str, dict[str, list]]:
 class Resolver:
     """Resolves listed paths (see the module docstring). The number of trailing parts that
     found the previous file is tried first, so a listing of 70,000 foreign absolute paths
-    costs about one file-system check per entry."""
+    costs about one file-system check per entry (as strings: ``pathlib`` objects would cost
+    more than the checks)."""
 
     def __init__(self, pub: Published, source: Path) -> None:
-        self.pub, self.source = pub, source
+        self.inr_dir = str(pub.inr_dir) if pub.inr_dir is not None else None
+        self.bases = [str(pub.splits_file.parent if pub.splits_file else source), str(source)]
         self.tail: int | None = None
 
     def __call__(self, listed: str) -> Path | None:
         """The file ``listed`` names, or ``None`` if it is nowhere."""
-        path = Path(listed)
-        base = self.pub.splits_file.parent if self.pub.splits_file else self.source
-        for candidate in [path] if path.is_absolute() else [base / path, self.source / path]:
-            if candidate.is_file():
-                return candidate
-        if self.pub.inr_dir is None:
+        direct = [listed] if os.path.isabs(listed) else [os.path.join(base, listed) for base in self.bases]
+        for candidate in direct:
+            if os.path.isfile(candidate):
+                return Path(candidate)
+        if self.inr_dir is None:
             return None
-        for k in sorted(range(1, len(path.parts)), key=lambda k: (k != self.tail, -k)):
-            candidate = self.pub.inr_dir / Path(*path.parts[-k:])
-            if candidate.is_file():
+        parts = Path(listed).parts
+        for k in sorted(range(1, len(parts)), key=lambda k: (k != self.tail, -k)):
+            candidate = os.path.join(self.inr_dir, *parts[-k:])
+            if os.path.isfile(candidate):
                 self.tail = k
-                return candidate
+                return Path(candidate)
         return None
 
 
