@@ -221,7 +221,7 @@ MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FASHION_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
 register_dataset(DatasetInfo(
-    "mnist-inr", ("inr",), "classification", 10, splits=(55_000, 5_000, 10_000), files=idx_files(MNIST_MIRROR),
+    "mnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000), files=idx_files(MNIST_MIRROR),
     description="SIRENs 2-32-32-1 of MNIST digits (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; MNIST images http://yann.lecun.com/exdb/mnist/",
     licence="MNIST images CC BY-SA 3.0 (LeCun, Cortes, Burges); the DWSNets INR release states no licence"),
@@ -231,7 +231,7 @@ register_dataset(DatasetInfo(
     images_download=f"the MNIST IDX files from {MNIST_MIRROR} or http://yann.lecun.com/exdb/mnist/")
 
 register_dataset(DatasetInfo(
-    "fmnist-inr", ("inr",), "classification", 10, splits=(55_000, 5_000, 10_000), files=idx_files(FASHION_MIRROR),
+    "fmnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000), files=idx_files(FASHION_MIRROR),
     description="SIRENs 2-32-32-1 of Fashion-MNIST images (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; Fashion-MNIST images "
            f"https://github.com/zalandoresearch/fashion-mnist",
@@ -243,7 +243,7 @@ register_dataset(DatasetInfo(
                     f"https://github.com/zalandoresearch/fashion-mnist (data/fashion/)")
 
 register_dataset(DatasetInfo(
-    "cifar10-inr", ("inr",), "classification", 10, splits=(45_000, 5_000, 10_000),
+    "cifar10-inr", ("inr",), "classification", 10, version=1, splits=(45_000, 5_000, 10_000),
     description="SIRENs 2-32-32-3 of CIFAR-10 images (RGB), built locally with the DWSNets recipe",
     source=f"CIFAR-10 python batches (Krizhevsky 2009) {cifar.URL}",
     licence="CIFAR-10 images (Krizhevsky 2009): no licence stated by the authors"),

@@ -171,10 +171,10 @@ class FakeZoo(DatasetSource):
 
 
 register_dataset(DatasetInfo(
-    "fake-inr", ("inr",), "classification", 10, embedded=False,
+    "fake-inr", ("inr",), "classification", 10, version=1, embedded=False,
     description="synthetic SIRENs 2-32-32-1 whose class is the brightness band of their image (for tests)",
     source=SOURCE, licence=LICENCE), FakeInr)
 register_dataset(DatasetInfo(
-    "fake-zoo", ("zoo",), "regression", 1, embedded=False,
+    "fake-zoo", ("zoo",), "regression", 1, version=1, embedded=False,
     description="synthetic zoo of small CNNs and MLPs regressed on their mean confidence (for tests)",
     source=SOURCE, licence=LICENCE), FakeZoo)

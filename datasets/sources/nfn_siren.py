@@ -142,17 +142,17 @@ class NfnSiren(DatasetSource):
 
 LICENCE = "the NFN SIREN release states no licence"
 register_dataset(DatasetInfo(
-    "nfn-mnist-siren", ("inr",), "classification", 10, splits=(45_000, 5_000, 20_000),
+    "nfn-mnist-siren", ("inr",), "classification", 10, version=1, splits=(45_000, 5_000, 20_000),
     description="NFN SIRENs 2-32-32-1 of MNIST digits (published files)",
     source=f"NFN (Zhou et al. 2023) {URL}", licence=f"MNIST images CC BY-SA 3.0; {LICENCE}"),
     NfnSiren, folder="siren_mnist_wts", channels=1)
 register_dataset(DatasetInfo(
-    "nfn-fmnist-siren", ("inr",), "classification", 10, splits=(45_000, 5_000, 20_000),
+    "nfn-fmnist-siren", ("inr",), "classification", 10, version=1, splits=(45_000, 5_000, 20_000),
     description="NFN SIRENs 2-32-32-1 of Fashion-MNIST images (published files)",
     source=f"NFN (Zhou et al. 2023) {URL}", licence=f"Fashion-MNIST images MIT (Zalando Research); {LICENCE}"),
     NfnSiren, folder="siren_fashion_wts", channels=1)
 register_dataset(DatasetInfo(
-    "nfn-cifar-siren", ("inr",), "classification", 10, splits=(45_000, 5_000, 10_000),
+    "nfn-cifar-siren", ("inr",), "classification", 10, version=1, splits=(45_000, 5_000, 10_000),
     description="NFN SIRENs 2-32-32-3 of CIFAR-10 images (published files)",
     source=f"NFN (Zhou et al. 2023) {URL}", licence=f"CIFAR-10 images (Krizhevsky 2009), no licence stated; {LICENCE}"),
     NfnSiren, folder="siren_cifar_wts", channels=3)
