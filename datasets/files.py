@@ -50,7 +50,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | str) -> str:
     """Hex sha256 of the file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -60,11 +60,12 @@ def sha256_file(path: Path) -> str:
 
 
 class HashMemo:
-    """Content hashes of source files, remembered in a JSON file by path and file status
-    (size, modification and status-change times, inode): a file is hashed again whenever
-    any of them changes, so a replaced or rewritten file is never mistaken for the old one
-    (the status-change time cannot be set back, unlike the modification time), and an
-    unchanged one is read once."""
+    """Content hashes of source files, remembered in a JSON file by absolute path and file
+    status (size, modification and status-change times, inode): a file is hashed again
+    whenever any of them changes, so a replaced or rewritten file is never mistaken for the
+    old one (the status-change time cannot be set back, unlike the modification time), and
+    an unchanged one is read once (a second name for the same file, a symbolic link, is one
+    more entry)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -79,9 +80,9 @@ class HashMemo:
                 self._memo = {}
         return self._memo
 
-    def sha256(self, path: Path) -> str:
-        stat = path.stat()
-        key, status = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    def sha256(self, path: Path | str) -> str:
+        stat = os.stat(path)
+        key, status = os.path.abspath(path), [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
         known = self._entries().get(key)
         if known and known[:-1] == status:
             return known[-1]

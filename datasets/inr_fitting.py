@@ -50,7 +50,7 @@ class SirenRecipe:
         return {
             "hidden": Option(self.hidden, "SIREN width", low=1, high=4096),
             "depth": Option(self.depth, "number of sine layers", low=1, high=64),
-            "omega": Option(self.omega, "sine frequency omega_0", low=1e-6),
+            "omega": Option(self.omega, "sine frequency omega_0", low=1e-3, high=1e4),
             "steps": Option(self.steps, "Adam steps per INR", low=1, high=10**7),
             "lr": Option(self.lr, "Adam learning rate", low=1e-12, high=10.0),
             "chunk": Option(self.chunk, "INRs fitted together (part of the recipe: it sets the "

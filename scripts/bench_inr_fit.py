@@ -18,14 +18,22 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.card import PUBLISHED_MNIST_INR_STD, summary  # noqa: E402
-from datasets.idx import read_split  # noqa: E402
+from datasets.errors import DataNotFound, WsbenchError  # noqa: E402
 from datasets.inr_fitting import SirenRecipe, fit_sirens  # noqa: E402
+from datasets.io.idx import read_split  # noqa: E402
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit status 2 (a user error, no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main() -> None:
@@ -41,7 +49,13 @@ def main() -> None:
     p.add_argument("--check", action="store_true", help="with --compile: compare the first chunk with eager fitting")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    images = torch.from_numpy(read_split(args.source, "train")[0][:args.n, None]).float() / 255
+    try:
+        images = torch.from_numpy(read_split(args.source, "train")[0][:args.n, None]).float() / 255
+    except DataNotFound:
+        fail(f"{args.source}: no MNIST training IDX files there (train-images-idx3-ubyte[.gz], "
+             f"train-labels-idx1-ubyte[.gz]); pass their folder with --source")
+    except WsbenchError as err:
+        fail(str(err))
     recipe = SirenRecipe(steps=args.steps, lr=args.lr, chunk=args.chunk, seed=args.seed)
     if args.compile:  # compile / warm up outside the timing
         fit_sirens(images[:args.chunk], SirenRecipe(steps=2, lr=args.lr, chunk=args.chunk), progress=False,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import InvalidData
+from datasets.errors import DataNotFound, InvalidData
 
 DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
           0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -66,13 +66,14 @@ def read_idx(path: Path | str, ndim: int | None = None) -> np.ndarray:
 
 def find_idx_file(directory: Path, split: str, kind: str) -> Path:
     """Locate ``{train|t10k}-{images-idx3|labels-idx1}-ubyte[.gz]`` (also the
-    ``images.idx3-ubyte`` spelling) in ``directory``."""
+    ``images.idx3-ubyte`` spelling) in ``directory``; ``DataNotFound`` if it is not there."""
     stem, idx = SPLIT_STEMS[split], {"images": "idx3", "labels": "idx1"}[kind]
     names = [f"{stem}-{kind}-{idx}-ubyte.gz", f"{stem}-{kind}-{idx}-ubyte", f"{stem}-{kind}.{idx}-ubyte"]
     for name in names:
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(directory / names[0])
+    raise DataNotFound(f"IDX file {names[0]}", "the MNIST or Fashion-MNIST IDX files (*-ubyte.gz)",
+                       [directory / name for name in names])
 
 
 def read_split(directory: Path | str, split: str, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +101,6 @@ def has_split_files(directory: Path) -> bool:
         for split in SPLIT_STEMS:
             for kind in ("images", "labels"):
                 find_idx_file(directory, split, kind)
-    except FileNotFoundError:
+    except DataNotFound:
         return False
     return True

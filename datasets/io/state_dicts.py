@@ -1,6 +1,6 @@
 """Published state-dict formats <-> :class:`WeightSpace`.
 
-Two key formats occur in the published INR datasets (DESIGN.md section 3):
+Two key formats occur in the published INR datasets:
 
 - **DWSNets** (Navon et al. 2023; also read by Neural Graphs and ScaleGMN): ``seq.{i}.weight``
   ``(out, in)`` and ``seq.{i}.bias`` ``(out,)`` for layer ``i``; the Fashion-MNIST files add an

@@ -6,8 +6,10 @@ import struct
 
 import numpy as np
 import pytest
+from inr_files import write_cifar_batch
 
-from datasets.cifar import (
+from datasets.errors import DataNotFound
+from datasets.io.cifar import (
     TEST_BATCHES,
     TRAIN_BATCHES,
     CifarError,
@@ -16,29 +18,17 @@ from datasets.cifar import (
     load_batch,
     read_split,
 )
-from datasets.validation import DataNotFound
-
-
-def write_batch(path, n=4, seed=0, bytes_keys=True, protocol=pickle.DEFAULT_PROTOCOL):
-    rng = np.random.default_rng(seed)
-    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    labels = rng.integers(0, 10, n).tolist()
-    key = (lambda k: k.encode()) if bytes_keys else (lambda k: k)
-    with open(path, "wb") as f:
-        pickle.dump({key("batch_label"): key("batch"), key("labels"): labels, key("data"): data,
-                     key("filenames"): [key(f"img{i}.png") for i in range(n)]}, f, protocol=protocol)
-    return data, np.array(labels)
 
 
 def write_cifar(directory, n=4):
     directory.mkdir(parents=True, exist_ok=True)
-    return {name: write_batch(directory / name, n, seed=i)
+    return {name: write_cifar_batch(directory / name, n, seed=i)
             for i, name in enumerate(TRAIN_BATCHES + TEST_BATCHES)}
 
 
 @pytest.mark.parametrize("bytes_keys", [True, False])
 def test_reads_a_batch_into_nchw_images(tmp_path, bytes_keys):
-    data, labels = write_batch(tmp_path / "b", bytes_keys=bytes_keys)
+    data, labels = write_cifar_batch(tmp_path / "b", bytes_keys=bytes_keys)
     images, got = load_batch(tmp_path / "b")
     assert images.shape == (4, 3, 32, 32) and images.dtype == np.uint8
     # channel-major rows: the first 1024 values are the red plane, row by row
@@ -120,7 +110,7 @@ def test_malformed_batches(tmp_path, payload, message):
 
 
 def test_truncated_batch(tmp_path):
-    write_batch(tmp_path / "b")
+    write_cifar_batch(tmp_path / "b")
     (tmp_path / "b").write_bytes((tmp_path / "b").read_bytes()[:500])
     with pytest.raises(CifarError, match="not a readable CIFAR-10 batch"):
         load_batch(tmp_path / "b")

@@ -3,17 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from inr_files import load
 from sklearn.datasets import load_digits
 
-from datasets.collection import LoadOptions
+from datasets.errors import ConfigError
 from datasets.functional import forward
 from datasets.inr_fitting import SirenRecipe, fit_sirens, pixel_grid, siren_init
-from datasets.sources.digits_inr import (
-    DEFAULTS,
-    load_digits_inr,
-    parse_params,
-    split_images,
-)
+from datasets.sources.digits_inr import RECIPE, split_images
 from datasets.spec import siren_spec
 
 
@@ -33,8 +29,7 @@ def test_init_follows_the_dwsnets_recipe():
 
 def test_builder_reaches_30_db_on_digits():
     images = torch.tensor(load_digits().images[:48], dtype=torch.float32)[:, None] / 16
-    ws, psnr = fit_sirens(images, SirenRecipe(**{k: v for k, v in DEFAULTS.items() if k != "views"}),
-                          progress=False)
+    ws, psnr = fit_sirens(images, RECIPE, progress=False)
     assert psnr.median() >= 30 and psnr.quantile(0.1) >= 30
     # the stored networks render the images they were fitted to
     rendered = forward(ws, pixel_grid(8, 8)).reshape(48, 8, 8)
@@ -61,8 +56,7 @@ def test_splits_are_by_image_stratified_and_fixed():
 
 
 def test_views_stay_in_their_image_split(tmp_path):
-    ds = load_digits_inr(LoadOptions(tmp_path, limit=6, progress=False,
-                                     params={"views": "2", "steps": "20"}))
+    ds = load("digits-inr", tmp_path, limit=6, views=2, steps=20)
     images = {s: set(split.extras["image"].tolist()) for s, split in
               (("train", ds.train), ("val", ds.val), ("test", ds.test_split()))}
     assert len(ds.train) == 12 and len(images["train"]) == 6
@@ -71,6 +65,6 @@ def test_views_stay_in_their_image_split(tmp_path):
     assert set(ds.card["psnr_db"]) >= {"min", "median"} and len(ds.card["class_balance"]["train"]) == 10
 
 
-def test_unknown_dataset_option_is_refused():
-    with pytest.raises(ValueError, match=r"unknown dataset option.*\['colour'\]"):
-        parse_params({"colour": "red"}, DEFAULTS)
+def test_unknown_dataset_option_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"digits-inr: unknown option\(s\) colour; valid: chunk, depth"):
+        load("digits-inr", tmp_path, colour="red")

@@ -1,18 +1,13 @@
 """The IDX reader on small files written in the published format."""
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
+from inr_files import write_idx
 
-from datasets.idx import IdxError, has_split_files, read_idx, read_split
-
-
-def write_idx(path, array: np.ndarray, code: int = 0x08, compress: bool = True) -> None:
-    raw = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    raw += array.astype(array.dtype.newbyteorder(">")).tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
+from datasets.errors import DataNotFound
+from datasets.io.idx import IdxError, has_split_files, read_idx, read_split
 
 
 def write_mnist_like(directory, n_train=6, n_test=4, seed=0):
@@ -93,5 +88,6 @@ def test_missing_files_are_reported(tmp_path):
     write_mnist_like(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     assert not has_split_files(tmp_path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataNotFound, match="t10k-labels-idx1-ubyte.gz not found") as err:
         read_split(tmp_path, "test")
+    assert isinstance(err.value, FileNotFoundError) and str(tmp_path / "t10k-labels.idx1-ubyte") in str(err.value)

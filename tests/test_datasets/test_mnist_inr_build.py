@@ -1,46 +1,22 @@
-"""Building mnist-inr / fmnist-inr from IDX files, and exporting in the DWSNets layouts."""
+"""Building mnist-inr / fmnist-inr from IDX files, resuming an interrupted build, and
+exporting in the DWSNets layouts."""
 
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 import torch
+from inr_files import blob_images, load, write_mnist_idx
 
+from datasets import inr_fitting
 from datasets.card import PUBLISHED_MNIST_INR_STD
-from datasets.collection import LoadOptions
+from datasets.errors import ConfigError
 from datasets.functional import forward
 from datasets.inr_fitting import pixel_grid
-from datasets.sources.dwsnets_inr import load_fmnist_inr, load_mnist_inr, split_indices
-from datasets.state_dicts import load_file
+from datasets.io.state_dicts import load_file
+from datasets.sources.dwsnets_inr import split_indices
 
-
-def write_idx(path, array):
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
-def blob_images(n, seed):
-    """Smooth 28x28 'digits': one Gaussian blob each, so a few steps fit them well."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:28, 0:28]
-    centres = rng.uniform(9, 19, (n, 2))
-    images = [np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 30) for cx, cy in centres]
-    return (np.stack(images) * 255).astype(np.uint8)
-
-
-def write_raw(directory, n_train=24, n_test=4):
-    directory.mkdir(parents=True, exist_ok=True)
-    for stem, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
-        write_idx(directory / f"{stem}-images-idx3-ubyte.gz", blob_images(n, seed))
-        write_idx(directory / f"{stem}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-
-
-def opts(tmp_path, source, **params):
-    """Eager fitting: compiling would dominate these tiny builds (tested in test_digits_inr)."""
-    params = {"compile": 0, **params}
-    return LoadOptions(tmp_path / "cache", source, progress=False, params={k: str(v) for k, v in params.items()})
+EAGER = {"compile": 0}  # compiling would dominate these tiny builds (tested in test_digits_inr)
 
 
 def test_published_split_proportions_and_fixed_seed():
@@ -52,16 +28,18 @@ def test_published_split_proportions_and_fixed_seed():
 
 
 def test_builds_from_idx_files_with_the_recipe_in_the_card(tmp_path):
-    write_raw(tmp_path / "raw")
-    ds = load_mnist_inr(opts(tmp_path, tmp_path / "raw", steps=150))
+    write_mnist_idx(tmp_path / "raw")
+    ds = load("mnist-inr", tmp_path / "cache", tmp_path / "raw", steps=150, **EAGER)
     assert [len(ds.train), len(ds.val), len(ds.test_split())] == [22, 2, 4]
     images = {s: set(split.extras["image"].tolist()) for s, split in (("train", ds.train), ("val", ds.val))}
     assert not images["train"] & images["val"]
     assert ds.train.targets.tolist() == [i % 10 for i in sorted(images["train"])]
     card = ds.card
     assert card["fit"]["steps"] == 150 and card["fit"]["lr"] > 0 and card["fit"]["inrs_per_second"] > 0
+    assert card["fit"]["compiled"] is False and card["options"]["steps"] == 150
     assert card["psnr_db"]["min"] > 25 and card["published_mnist_inr_std"] == PUBLISHED_MNIST_INR_STD
-    assert len(card["layer_statistics"]["weight_std"]) == 3 and "built from raw images" in card["source"]
+    assert len(card["layer_statistics"]["siren 2-32-32-1"]["weight_std"]) == 3
+    assert "built from the raw images" in card["origin"]
     # the stored networks render the images they were fitted to (DWSNets grid, +0.5 offset)
     test = ds.test_split()
     rendered = forward(test.weights, pixel_grid(28, 28)).reshape(-1, 28, 28)
@@ -70,15 +48,47 @@ def test_builds_from_idx_files_with_the_recipe_in_the_card(tmp_path):
 
 
 def test_limit_selects_a_subset(tmp_path):
-    write_raw(tmp_path / "raw")
-    ds = load_mnist_inr(LoadOptions(tmp_path / "cache", tmp_path / "raw", limit=3, progress=False,
-                                    params={"steps": "2", "compile": "0"}))
+    write_mnist_idx(tmp_path / "raw")
+    ds = load("mnist-inr", tmp_path / "cache", tmp_path / "raw", limit=3, steps=2, **EAGER)
     assert [len(ds.train), len(ds.val), len(ds.test_split())] == [3, 2, 3]
 
 
+def test_an_interrupted_build_resumes_without_refitting_finished_chunks(tmp_path, monkeypatch):
+    write_mnist_idx(tmp_path / "raw")
+    options = dict(steps=5, chunk=8, **EAGER)  # 22 train + 2 val + 4 test: chunks of 8, 8, 8, 4
+    fitted, real_fit = [], inr_fitting._fit_chunk
+
+    def fit_then_stop(*args, **kwargs):
+        if fitted:
+            raise KeyboardInterrupt
+        fitted.append(len(args[1]))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(inr_fitting, "_fit_chunk", fit_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        load("mnist-inr", tmp_path / "cache", tmp_path / "raw", **options)
+    partial = list((tmp_path / "cache" / "mnist-inr").glob("*/partial/*.safetensors"))
+    assert [p.name for p in partial] == ["sirens-000000.safetensors"]
+
+    def counting_fit(*args, **kwargs):
+        fitted.append(len(args[1]))
+        return real_fit(*args, **kwargs)
+
+    fitted.clear()
+    monkeypatch.setattr(inr_fitting, "_fit_chunk", counting_fit)
+    resumed = load("mnist-inr", tmp_path / "cache", tmp_path / "raw", **options)
+    assert fitted == [8, 8, 4]  # chunk 0 came from the checkpoint
+    assert not partial[0].parent.exists()  # checkpoints go once the dataset is cached
+    fitted.clear()
+    whole = load("mnist-inr", tmp_path / "fresh", tmp_path / "raw", **options)
+    assert fitted == [8, 8, 8, 4] and whole.fingerprint == resumed.fingerprint
+    for a, b in zip(resumed.splits().values(), whole.splits().values()):
+        assert torch.equal(a.weights.flatten(), b.weights.flatten()) and torch.equal(a.targets, b.targets)
+
+
 def test_export_writes_the_dwsnets_mnist_layout_and_reads_back(tmp_path):
-    write_raw(tmp_path / "raw")
-    ds = load_mnist_inr(opts(tmp_path, tmp_path / "raw", steps=3, export=tmp_path / "out"))
+    write_mnist_idx(tmp_path / "raw")
+    ds = load("mnist-inr", tmp_path / "cache", tmp_path / "raw", steps=3, export=tmp_path / "out", **EAGER)
     splits = json.loads((tmp_path / "out" / "mnist_splits.json").read_text())
     assert [len(splits[s]["path"]) for s in ("train", "val", "test")] == [22, 2, 4]
     first = splits["test"]["path"][0]
@@ -86,25 +96,38 @@ def test_export_writes_the_dwsnets_mnist_layout_and_reads_back(tmp_path):
     assert all(isinstance(x, str) for x in splits["train"]["label"])
     state = load_file(tmp_path / "out" / first)
     assert list(state) == ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
-    back = load_mnist_inr(LoadOptions(tmp_path / "cache2", tmp_path / "out", progress=False))
-    for a, b in ((ds.train, back.train), (ds.val, back.val), (ds.test_split(), back.test_split())):
+    back = load("mnist-inr", tmp_path / "cache2", tmp_path / "out")
+    for a, b in zip(ds.splits().values(), back.splits().values()):
         assert torch.equal(a.targets, b.targets) and torch.equal(a.weights.flatten(), b.weights.flatten())
-    assert "published" in back.card["source"]
+        assert torch.equal(a.extras["image"], b.extras["image"])
+    assert "published" in back.card["origin"]
+
+
+def test_export_is_not_part_of_the_fingerprint_and_a_file_is_refused(tmp_path):
+    write_mnist_idx(tmp_path / "raw")
+    plain = load("mnist-inr", tmp_path / "cache", tmp_path / "raw", steps=2, **EAGER)
+    exported = load("mnist-inr", tmp_path / "cache", tmp_path / "raw", steps=2, export=tmp_path / "out", compile=1)
+    assert exported.fingerprint == plain.fingerprint and (tmp_path / "out" / "mnist_splits.json").is_file()
+    (tmp_path / "a-file").write_text("x")
+    for target in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        with pytest.raises(ConfigError, match="is a file, not a folder") as err:
+            load("mnist-inr", tmp_path / "cache", tmp_path / "raw", steps=2, export=target)
+        assert "\n" not in str(err.value) and str(err.value).count("mnist-inr") == 1
 
 
 def test_fmnist_builds_and_exports_in_its_own_layout(tmp_path):
-    write_raw(tmp_path / "raw")
-    ds = load_fmnist_inr(opts(tmp_path, tmp_path / "raw", steps=3, export=tmp_path / "out"))
+    write_mnist_idx(tmp_path / "raw")
+    ds = load("fmnist-inr", tmp_path / "cache", tmp_path / "raw", steps=3, export=tmp_path / "out", **EAGER)
     splits = json.loads((tmp_path / "out" / "fmnist_inrs" / "splits.json").read_text())
     assert isinstance(splits["val"], list) and splits["val"][0].startswith("fmnist_inrs/train/model_")
     state = load_file(tmp_path / "out" / splits["test"][0])
     assert state["label"] == int(ds.test_split().targets[0])
-    back = load_fmnist_inr(LoadOptions(tmp_path / "cache2", tmp_path / "out", progress=False))
+    back = load("fmnist-inr", tmp_path / "cache2", tmp_path / "out")
     assert torch.equal(ds.val.weights.flatten(), back.val.weights.flatten())
     assert torch.equal(ds.val.targets, back.val.targets)
 
 
 def test_unknown_option_is_refused(tmp_path):
-    write_raw(tmp_path / "raw")
-    with pytest.raises(ValueError, match="unknown dataset option"):
-        load_mnist_inr(opts(tmp_path, tmp_path / "raw", step=3))
+    write_mnist_idx(tmp_path / "raw")
+    with pytest.raises(ConfigError, match="mnist-inr: unknown option\\(s\\) step; valid: .*steps"):
+        load("mnist-inr", tmp_path / "cache", tmp_path / "raw", step=3)
