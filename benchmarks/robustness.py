@@ -1,9 +1,12 @@
 """Robustness: metrics on function-preserving transforms of the test split.
 
 Every transform is checked on the stored networks themselves before it is used: the
-transformed networks must compute the same function (float64, max relative error below
-``TOLERANCE``), otherwise the run stops, since a "symmetry" that changes the function
-would make the robustness columns meaningless.
+transformed networks must compute the same function (evaluated in float64, max relative
+error below ``TOLERANCE``), otherwise the run stops, since a "symmetry" that changes the
+function would make the robustness columns meaningless. The transformed networks are stored
+in float32 like the originals; that rounding is all the tolerance allows for (a SIREN's
+phase shift, rounded in float32 and multiplied by omega_0 = 30, moves the output by about
+1e-6 relative).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
 from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, shift_phase, symmetry_classes
 from datasets.weights import Weights, WeightSpace, as_mixed
 
-TOLERANCE = 1e-6
+TOLERANCE = 1e-5
 VERIFY_NETWORKS = 64
 PROBE_SIDE = 16
 

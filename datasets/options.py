@@ -39,6 +39,11 @@ def parse_value(label: str, text: Any, default: Any) -> Any:
         raise ConfigError(f"{label}={text!r} is not a valid {kind}") from None
 
 
+def _number(value: float) -> str:
+    """``10000000`` as ``10,000,000``, ``1e-12`` as ``1e-12``."""
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 1 else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its default, valid range (``low``/``high``, inclusive) or ``choices``, a
@@ -57,11 +62,11 @@ class Option:
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.choices))
         if self.low is not None and self.high is not None:
-            return f"{self.low:g}..{self.high:g}"
+            return f"{_number(self.low)}..{_number(self.high)}"
         if self.low is not None:
-            return f">= {self.low:g}"
+            return f">= {_number(self.low)}"
         if self.high is not None:
-            return f"<= {self.high:g}"
+            return f"<= {_number(self.high)}"
         return f"a {type(self.default).__name__}"
 
     def parse(self, label: str, text: Any) -> Any:

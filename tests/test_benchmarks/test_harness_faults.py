@@ -3,6 +3,7 @@
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -65,6 +66,7 @@ def test_a_diverging_run_is_failed_with_its_reason_not_a_traceback(tmp_path, cap
 
 
 def test_a_run_held_by_another_process_is_skipped_not_trained_twice(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="wsbench")
     assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "1") == 0
     path = record_files(tmp_path)[0]
     path.unlink()

@@ -51,8 +51,9 @@ def test_the_leaderboard_never_averages_configurations_and_states_budgets(tmp_pa
     board = (tmp_path / "out" / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if line.startswith("| statnn |")]
     assert len(rows) == 2
-    assert any("| 2 ep, quick model, limit 12, data steps=20 |" in r and r.split("|")[-4].strip() == "2" for r in rows)
-    assert any("| 1 ep, quick model, limit 12, data steps=20 |" in r and r.split("|")[-4].strip() == "1" for r in rows)
+    seeds = {row.split("|")[2].strip(): row.split("|")[-4].strip() for row in rows}
+    assert seeds == {"2 ep, lr 0.001, quick model, limit 12, data steps=20": "2",
+                     "1 ep, lr 0.001, quick model, limit 12, data steps=20": "1"}
 
 
 def test_the_shipped_reference_is_refused_as_output_and_shown_beside(tmp_path, monkeypatch, capsys):

@@ -22,7 +22,7 @@ def test_smoke_runs_every_method_and_symmetry_claims_hold(tmp_path):
                 assert result["output_change"] < 1e-4, (name, transform)
         if not METHODS[name].symmetries:
             assert record["robustness"]["permutation"]["output_change"] > 1e-3, name
-    assert set(found["mlp"]["robustness"]) == {"permutation", "sign_flip"}  # SIRENs: sine is odd, not ReLU
+    assert set(found["mlp"]["robustness"]) == {"permutation", "sign_flip", "phase"}  # SIRENs: sine, not ReLU
     board = (tmp_path / "out" / "leaderboard-smoke.md").read_text()
     assert all(f"| {name} |" in board for name in METHODS)
 
@@ -65,7 +65,7 @@ def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monke
     (["--suite", "inr", "--dataset-option", "depth=-5"], "option depth=-5 is out of range"),
     (["--suite", "inr", "--dataset-option", "views=0"], "option views=0 is out of range"),
     (["--suite", "inr", "--dataset-option", "hidden=0"], "option hidden=0 is out of range"),
-    (["--suite", "inr", "--dataset-option", "stepz=3"], "unknown option(s) stepz; valid: chunk, depth"),
+    (["--suite", "inr", "--dataset-option", "stepz=3"], "unknown option(s) stepz; valid: augment, chunk, depth"),
     (["--suite", "inr", "--method-option", "hiden=3"], "no selected method has option 'hiden'"),
     (["--suite", "inr", "--methods", "mlp", "--method-option", "ng-gnn.hidden=3"], "'ng-gnn' is not selected"),
     (["--suite", "inr", "--method-option", "ng-gnn.hidden=x"], "ng-gnn option hidden='x' is not a valid int"),
@@ -124,4 +124,4 @@ def test_list_prints_both_tables(capsys):
     out = capsys.readouterr().out
     assert "Datasets" in out and "Methods" in out and "Dataset options" in out
     assert all(name in out for name in METHODS) and "digits-inr" in out and "small-cnn-zoo-cifar10" in out
-    assert "steps=300 (1..10000000)" in out  # digits-inr's options with their ranges
+    assert "steps=300 (1..10,000,000)" in out  # digits-inr's options with their ranges

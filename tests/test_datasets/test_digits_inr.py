@@ -66,5 +66,5 @@ def test_views_stay_in_their_image_split(tmp_path):
 
 
 def test_unknown_dataset_option_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"digits-inr: unknown option\(s\) colour; valid: chunk, depth"):
+    with pytest.raises(ConfigError, match=r"digits-inr: unknown option\(s\) colour; valid: augment, chunk, depth"):
         load("digits-inr", tmp_path, colour="red")

@@ -89,7 +89,7 @@ def test_fake_zoo_is_learnable_from_weight_statistics(tmp_path):
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("fake-inr", {"train": 1}, "train=1 is out of range; valid: 2..1e\\+06"),
+    ("fake-inr", {"train": 1}, "train=1 is out of range; valid: 2..1,000,000"),
     ("fake-inr", {"classes": 1}, "classes=1 is out of range"),
     ("fake-zoo", {"architectures": 5}, "architectures=5 is out of range; valid: 1..4"),
     ("fake-zoo", {"val": 3}, "val=3 is too small for architectures=4"),
