@@ -1,34 +1,47 @@
-"""Leaderboard: a pure function of the run records, rendered to Markdown.
+"""Leaderboard: a pure function of the run records, rendered as Markdown, CSV, JSON and HTML.
 
-``python -m benchmarks.leaderboard [--out runs] [--reference results|none]`` writes
-``OUT/leaderboard.md``. Records become one tidy ``pandas.DataFrame`` (one row per run: its
-configuration, every metric, its learning flags); per profile, suite and dataset there is
-one row per method *and configuration* (a table never averages different configurations:
-each row states its budget), with mean +- std over seeds of the test metrics and of the
-metric on each robustness transform, the mean output change under it, parameters,
-training time, throughput and peak memory, the shipped reference of the same
-configuration where there is one, and flags for runs that were still improving at their
-last epoch or never rose above chance on validation.
+``python -m benchmarks.leaderboard [--out runs] [--reference results|none]`` writes, in OUT:
+``leaderboard.md``; ``leaderboard.csv`` and ``leaderboard.json``, the summary behind it;
+``runs.csv``, every record; and ``leaderboard.html``, a self-contained page with the same
+tables (sortable) and the figures of ``benchmarks.figures``, which also go to ``figures/``.
+
+Records become one tidy ``pandas.DataFrame`` (:func:`frame`: one row per run, its
+configuration, every metric, its learning flags). :func:`summary` turns it, once, into one
+row per profile, suite, dataset, method *and configuration* (a table never averages
+different configurations: each row states its budget) with the mean, std and count over
+seeds of every measure: the test metrics, the metric on each robustness transform and the
+mean output change under it, parameters, training time, throughput and peak memory; the
+shipped reference of the same configuration where there is one; and how many seeds were
+still improving at their last epoch or never rose above chance on validation. Every table,
+file and figure is rendered from that summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from benchmarks import figures, leaderboard_html
 from benchmarks.metrics import METRICS
 from benchmarks.record_schema import RunRecord
 from benchmarks.records import load_records, reference_folder
 from benchmarks.suites import SUITES
 from datasets.errors import ConfigError, WsbenchError
-from datasets.files import atomic_write_text
+from datasets.files import atomic_write_bytes, atomic_write_text
 
 PROFILE_ORDER = ("paper", "quick", "smoke")
 UNDER_BUDGET, DID_NOT_LEARN = "still improving", "did not learn"
+FLAG_COLUMNS = {UNDER_BUDGET: "still_improving", DID_NOT_LEARN: "did_not_learn"}
+ID = ["profile", "suite", "dataset", "method", "config_id"]
+RUN_COLUMNS = ID + ["seed", "status", "reason", "budget", "flags"]
+STATS = ("mean", "std", "count")  # pandas': NaN-skipping mean, sample std (ddof 1), count of defined values
 
 
 def learning_flags(record: RunRecord) -> list[str]:
@@ -64,9 +77,22 @@ def budget(record: RunRecord) -> str:
     return ", ".join(parts)
 
 
+def _flatten(value: dict, prefix: str) -> dict:
+    """Nested dicts as ``prefix<key>.<key>`` columns; lists as JSON text."""
+    out: dict = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            out.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(item) if isinstance(item, (list, tuple)) else item
+    return out
+
+
 def frame(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run: identity, status, budget, flags, and every metric as a column
-    (``test.<metric>``, ``<transform>.<metric>``, ``<transform>.output_change``)."""
+    """One row per run: identity, status, budget, flags, every metric as a column
+    (``test.<metric>``, ``<transform>.<metric>``, ``<transform>.output_change``; ``chance``: the
+    primary metric of a predictor that ignores its input, on validation), then the
+    configuration (``config.hyperparameters.<name>``, ``config.data.options.<name>``, ...)."""
     rows = []
     for r in records:
         c = r["config"]
@@ -80,116 +106,272 @@ def frame(records: list[RunRecord]) -> pd.DataFrame:
                 row[f"{t}.output_change"] = rob["output_change"]
             row.update(parameters=r["parameters"], train_seconds=r["train_seconds"],
                        samples_per_second=r["samples_per_second"], peak_memory_mb=r.get("peak_memory_mb"),
-                       best_epoch=r["best_epoch"], epochs=len(r["history"]))
+                       best_epoch=r["best_epoch"], epochs=len(r["history"]), chance=r["chance"]["value"])
+        row.update(_flatten({k: v for k, v in c.items() if k not in ID}, "config."))
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    config = sorted(col for col in table.columns if col.startswith("config."))
+    return table[[col for col in table.columns if col not in config] + config]
+
+
+def measure_columns(runs: pd.DataFrame) -> list[str]:
+    """The columns of :func:`frame` that hold a measured number."""
+    return [c for c in runs.columns if c not in RUN_COLUMNS and not c.startswith("config.")]
+
+
+def describe(table: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
+    """Mean, std and count (:data:`STATS`) of each column per group of ``by``, as columns
+    ``<column>.<stat>``: the one place the leaderboard's statistics are computed."""
+    values = table[columns].apply(pd.to_numeric, errors="coerce")
+    out = values.groupby([table[b] for b in by]).agg(list(STATS))
+    out.columns = [f"{column}.{stat}" for column, stat in out.columns]
+    return out
+
+
+def show(mean: float, std: float, count: int, scale: float = 1.0, digits: int = 2) -> str:
+    """``mean ± std`` as a table cell: the mean alone for one value, ``–`` for none."""
+    if not count:
+        return "–"
+    if count == 1:
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
 def mean_std(values, scale: float = 1.0, digits: int = 2) -> str:
     """``mean ± std`` (sample std) of the defined values, scaled; ``–`` if there are none."""
-    clean = [float(v) * scale for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not clean:
-        return "–"
-    if len(clean) == 1:
-        return f"{clean[0]:.{digits}f}"
-    return f"{pd.Series(clean).mean():.{digits}f} ± {pd.Series(clean).std():.{digits}f}"
+    series = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
+    mean, std, count = series.agg(list(STATS))
+    return show(mean, std, int(count), scale, digits)
 
 
-def _cell(metric: str, values) -> str:
-    m = METRICS[metric]
-    return mean_std(values, m.scale, m.digits)
+def suite_metrics(suite: str, columns) -> tuple[str, ...]:
+    """The suite's metrics, primary first (for an unknown suite: every test metric present)."""
+    return SUITES[suite].metrics if suite in SUITES else tuple(
+        c.split(".", 1)[1] for c in columns if c.startswith("test."))
 
 
-def _flag_cell(runs: pd.DataFrame) -> str:
-    counts = {flag: sum(flag in flags for flags in runs["flags"]) for flag in (UNDER_BUDGET, DID_NOT_LEARN)}
-    return ", ".join(f"{flag} ({n}/{len(runs)})" for flag, n in counts.items() if n) or ""
+def summary(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (profile, suite, dataset, method, config_id), in leaderboard order (per
+    table, best primary test metric first): budget, status (``ok`` when any seed finished),
+    reason, finished and failed seeds, flag counts, ``<measure>.mean/.std/.count`` over the
+    finished seeds, ``reference.test.<metric>.*`` and ``reference_seeds`` when a reference
+    frame is given, then the configuration."""
+    if runs.empty:
+        return pd.DataFrame(columns=ID)
+    good, bad = runs[runs["status"] == "ok"], runs[runs["status"] != "ok"]
+    groups = runs.groupby(ID, sort=False)
+    first = groups.first()
+    table = pd.DataFrame(index=first.index)
+    table["budget"] = first["budget"]
+    table["seeds"] = good.groupby(ID).size().reindex(table.index, fill_value=0)
+    table["status"] = first["status"].where(table["seeds"] == 0, "ok")
+    table["reason"] = bad.groupby(ID)["reason"].first().reindex(table.index, fill_value="")
+    table["failed"] = groups.size() - table["seeds"]
+    for flag, column in FLAG_COLUMNS.items():
+        flagged = good["flags"].map(lambda flags, flag=flag: flag in flags).astype(int)
+        table[column] = flagged.groupby([good[c] for c in ID]).sum().reindex(table.index, fill_value=0)
+    measures = measure_columns(runs)
+    if not good.empty:
+        table = table.join(describe(good, ID, measures))
+    table = table.reset_index()
+    if reference is not None:
+        tests = [c for c in measures if c.startswith("test.")]
+        ref = reference.reindex(columns=["config_id", "status"] + tests)
+        ref = ref[ref["status"] == "ok"]
+        table = table.join(describe(ref, ["config_id"], tests).add_prefix("reference."), on="config_id")
+        table["reference_seeds"] = table["config_id"].map(ref.groupby("config_id").size())
+    counts = [c for c in table.columns if c.endswith(".count") or c == "reference_seeds"]
+    table[counts] = table[counts].fillna(0).astype(int)
+    table = table.join(first[[c for c in first.columns if c.startswith("config.")]], on=ID)
+    head = ID + ["budget", "status", "reason", "seeds", "failed", *FLAG_COLUMNS.values()]
+    table = table[head + [c for c in table.columns if c not in head]]
+    return table.iloc[_order(table, runs.columns)].reset_index(drop=True)
 
 
-def table(runs: pd.DataFrame, metrics: tuple[str, ...], reference: pd.DataFrame | None = None) -> list[str]:
-    """Markdown lines for the runs of one (profile, suite, dataset): one row per method and
-    configuration, best first; then the reasons of methods that are n/a or failed."""
-    ok = runs[runs["status"] == "ok"]
-    transforms = sorted({col.split(".")[0] for col in ok.columns if col.endswith(".output_change")
-                         and ok[col].notna().any()})
-    primary = metrics[0]
+def _order(table: pd.DataFrame, columns) -> list[int]:
+    """Row positions in leaderboard order: profile, suite, dataset, best primary metric, method."""
+    def key(i: int) -> tuple:
+        row = table.iloc[i]
+        primary = suite_metrics(row["suite"], columns)[0]
+        score = row.get(f"test.{primary}.mean", math.nan)
+        score = -score if METRICS[primary].higher_is_better else score
+        return (PROFILE_ORDER.index(row["profile"]), row["suite"], row["dataset"],
+                math.inf if pd.isna(score) else score, row["method"], row["config_id"])
+    return sorted(range(len(table)), key=key)
+
+
+def curves(records: list[RunRecord]) -> pd.DataFrame:
+    """Learning curves: per configuration and epoch, mean, std and count over the finished
+    seeds of every per-epoch value of the history (``train_loss``, ``val_<metric>``)."""
+    rows = [{**{k: r["config"][k] for k in ID[:-1]}, "config_id": r["config_id"], **h}
+            for r in records if r["status"] == "ok" for h in r["history"]]
+    if not rows:
+        return pd.DataFrame(columns=ID + ["epoch"])
+    table = pd.DataFrame(rows)
+    values = [c for c in table.columns if c not in ID and c != "epoch"]
+    return describe(table, ID + ["epoch"], values).reset_index()
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of the leaderboard: its summary rows and the cells shown for them."""
+
+    profile: str
+    suite: str
+    dataset: str
+    metrics: tuple[str, ...]  # primary first
+    transforms: tuple[str, ...]  # robustness transforms measured on some finished run
+    rows: pd.DataFrame  # rows of :func:`summary`
+    head: list[str]
+    cells: list[list[str]]
+    notes: list[str]  # why methods are n/a or failed
+
+    @property
+    def heading(self) -> str:
+        return f"{self.suite} / {self.dataset} ({self.profile} profile)"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.profile}-{self.suite}-{self.dataset}")
+
+
+def _cell(rows: pd.Series, column: str, scale: float = 1.0, digits: int = 2) -> str:
+    return show(rows.get(f"{column}.mean"), rows.get(f"{column}.std"), rows.get(f"{column}.count", 0), scale, digits)
+
+
+def _metric_cell(row: pd.Series, column: str, metric: str) -> str:
+    return _cell(row, column, METRICS[metric].scale, METRICS[metric].digits)
+
+
+def cells(rows: pd.DataFrame, metrics: tuple[str, ...], transforms: tuple[str, ...]
+          ) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, cells and notes of one table, from its rows of :func:`summary`."""
+    primary, reference = metrics[0], "reference_seeds" in rows.columns
     head = ["method", "budget"] + [METRICS[m].label for m in metrics]
     for t in transforms:
         head += [f"{METRICS[primary].label} ({t})", f"Δ output ({t})"]
     head += ["params", "train s", "samples/s", "peak MB", "seeds", "flags"]
-    if reference is not None:
+    if reference:
         head.append(f"reference {METRICS[primary].label}")
-    rows, notes = [], []
-    for (method, cid), group in runs.groupby(["method", "config_id"], sort=True):
-        good = group[group["status"] == "ok"]
-        if good.empty:
-            status, reason = group["status"].iloc[0], group["reason"].iloc[0]
-            rows.append((math.inf, [method, group["budget"].iloc[0]] + [status] * (len(head) - 2)))
-            notes.append(f"- {method} ({status}): {reason}")
+    body, notes = [], []
+    for _, row in rows.iterrows():
+        if row["status"] != "ok":
+            body.append([row["method"], row["budget"]] + [row["status"]] * (len(head) - 2))
+            notes.append(f"{row['method']} ({row['status']}): {row['reason']}")
             continue
-        cells = [method, good["budget"].iloc[0]] + [_cell(m, good.get(f"test.{m}", [])) for m in metrics]
+        line = [row["method"], row["budget"]] + [_metric_cell(row, f"test.{m}", m) for m in metrics]
         for t in transforms:
-            cells += [_cell(primary, good.get(f"{t}.{primary}", [])),
-                      mean_std(good.get(f"{t}.output_change", []), 1.0, 4)]
-        failed = len(group) - len(good)
-        cells += [f"{int(good['parameters'].iloc[0]):,}", mean_std(good["train_seconds"], 1.0, 1),
-                  mean_std(good["samples_per_second"], 1.0, 0), mean_std(good["peak_memory_mb"], 1.0, 0),
-                  f"{len(good)}" + (f" (+{failed} failed)" if failed else ""), _flag_cell(good)]
-        if reference is not None:
-            ref = reference[(reference["config_id"] == cid) & (reference["status"] == "ok")]
-            cells.append(f"{_cell(primary, ref.get(f'test.{primary}', []))} ({len(ref)})" if len(ref) else "–")
-        score = pd.to_numeric(good.get(f"test.{primary}"), errors="coerce").mean()
-        key = -score if METRICS[primary].higher_is_better else score
-        rows.append((math.inf if math.isnan(key) else key, cells))
-    rows.sort(key=lambda x: (x[0], x[1][0]))
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for _, cells in rows]
-    return lines + ([""] + notes if notes else [])
+            line += [_metric_cell(row, f"{t}.{primary}", primary), _cell(row, f"{t}.output_change", 1.0, 4)]
+        flags = ", ".join(f"{flag} ({row[column]}/{row['seeds']})" for flag, column in FLAG_COLUMNS.items()
+                          if row[column])
+        line += [f"{int(row['parameters.mean']):,}", _cell(row, "train_seconds", 1.0, 1),
+                 _cell(row, "samples_per_second", 1.0, 0), _cell(row, "peak_memory_mb", 1.0, 0),
+                 f"{row['seeds']}" + (f" (+{row['failed']} failed)" if row["failed"] else ""), flags]
+        if reference:
+            line.append(f"{_metric_cell(row, f'reference.test.{primary}', primary)} ({row['reference_seeds']})"
+                        if row["reference_seeds"] else "–")
+        body.append(line)
+    return head, body, notes
+
+
+def sections(table: pd.DataFrame, profiles: tuple[str, ...]) -> list[Section]:
+    """The tables of the leaderboard for the given profiles, from :func:`summary`."""
+    out = []
+    shown = table[table["profile"].isin(profiles)]
+    for (profile, suite, dataset), rows in shown.groupby(["profile", "suite", "dataset"], sort=False):
+        metrics = suite_metrics(suite, [c.removesuffix(".mean") for c in rows.columns if c.endswith(".mean")])
+        ok = rows[rows["status"] == "ok"]
+        transforms = tuple(sorted(c.split(".")[0] for c in rows.columns
+                                  if c.endswith(".output_change.count") and ok[c].sum() > 0))
+        out.append(Section(profile, suite, dataset, metrics, transforms, rows,
+                           *cells(rows, metrics, transforms)))
+    return out
+
+
+def intro(source: str) -> list[str]:
+    """The lines above the tables: where the numbers come from and how to read them."""
+    return [f"Generated from `{source}/records` by `python -m benchmarks.leaderboard --out {source}`; do not edit "
+            "by hand.",
+            "Mean ± std over seeds; test metrics at the best-validation epoch; one row per method and",
+            "configuration (its budget: epochs, model profile, data limit, options). Robustness columns: the",
+            "same test split after function-preserving transforms (verified on the stored networks);",
+            "Δ output is the mean absolute change of the model's output (0 for an invariant model).",
+            f"Flags: '{UNDER_BUDGET}' = the best validation epoch was the last (more budget would help);",
+            f"'{DID_NOT_LEARN}' = validation never rose above chance."]
+
+
+TITLE = "wsbench leaderboard"
+NO_RECORDS = "No records yet: run `python -m benchmarks.run --suite inr`."
+
+
+def markdown(tables: list[Section], source: str) -> str:
+    """The leaderboard as Markdown."""
+    out = [f"# {TITLE}", "", *intro(source), ""]
+    if not tables:
+        out.append(NO_RECORDS)
+        return "\n".join(out)
+    for section in tables:
+        out += [f"## {section.heading}", "", "| " + " | ".join(section.head) + " |", "|" + "---|" * len(section.head)]
+        out += ["| " + " | ".join(c.replace("|", "/") for c in line) + " |" for line in section.cells]
+        out += ([""] + [f"- {note}" for note in section.notes] if section.notes else []) + [""]
+    return "\n".join(out)
 
 
 def render(records: list[RunRecord], profiles: tuple[str, ...] = ("paper", "quick"), source: str = "results",
            reference: list[RunRecord] | None = None) -> str:
-    """The whole leaderboard for the given profiles. ``source`` names the records' folder;
-    ``reference``: the shipped reference records, shown beside runs of the same configuration."""
-    runs = frame(records)
-    ref = frame(reference) if reference else None
-    out = ["# wsbench leaderboard", "",
-           f"Generated from `{source}/records` by `python -m benchmarks.leaderboard --out {source}`; do not edit "
-           "by hand.",
-           "Mean ± std over seeds; test metrics at the best-validation epoch; one row per method and",
-           "configuration (its budget: epochs, model profile, data limit, options). Robustness columns: the",
-           "same test split after function-preserving transforms (verified on the stored networks);",
-           "Δ output is the mean absolute change of the model's output (0 for an invariant model).",
-           f"Flags: '{UNDER_BUDGET}' = the best validation epoch was the last (more budget would help);",
-           f"'{DID_NOT_LEARN}' = validation never rose above chance.", ""]
-    if runs.empty or not runs["profile"].isin(profiles).any():
-        out.append("No records yet: run `python -m benchmarks.run --suite inr`.")
-        return "\n".join(out)
-    runs = runs[runs["profile"].isin(profiles)]
-    order = {p: i for i, p in enumerate(PROFILE_ORDER)}
-    for (profile, suite, dataset), group in sorted(runs.groupby(["profile", "suite", "dataset"]),
-                                                   key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])):
-        out += [f"## {suite} / {dataset} ({profile} profile)", ""]
-        metrics = SUITES[suite].metrics if suite in SUITES else tuple(
-            c.split(".", 1)[1] for c in group.columns if c.startswith("test."))
-        out += table(group, metrics, ref)
-        out.append("")
-    return "\n".join(out)
+    """The whole leaderboard for the given profiles, as Markdown. ``source`` names the
+    records' folder; ``reference``: the shipped reference records, shown beside runs of the
+    same configuration."""
+    return markdown(sections(summary(frame(records), frame(reference) if reference else None), profiles), source)
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    """A frame as CSV text (lists joined by ``; ``, floats to 10 significant digits)."""
+    table = table.assign(**{c: table[c].map("; ".join) for c in table.columns if c == "flags"})
+    return table.to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
 
 def write(out: Path, profiles: tuple[str, ...] = ("paper", "quick"), name: str = "leaderboard.md",
           reference: Path | None = None) -> str:
-    """Render from ``out/records`` (with ``reference/records`` beside) and write ``out/<name>``
-    atomically; returns the text."""
-    metrics_of = {name: suite.metrics for name, suite in SUITES.items()}
+    """Render from ``out/records`` (with ``reference/records`` beside) and write, atomically,
+    in ``out``: ``name`` (Markdown) and, with its stem, ``.csv`` and ``.json`` (the summary) and
+    ``.html`` (the page); ``runs.csv`` (every record); ``figures/<table>-<figure>.png``.
+    Returns the Markdown."""
+    metrics_of = {suite_name: suite.metrics for suite_name, suite in SUITES.items()}
+    records = load_records(out, metrics_of)
     ref = load_records(reference, metrics_of) if reference is not None else None
-    text = render(load_records(out, metrics_of), profiles, str(out), ref)
+    runs = frame(records)
+    table = summary(runs, frame(ref) if ref else None)
+    tables = sections(table, profiles)
+    text = markdown(tables, str(out))
+    stem = Path(name).stem
+    shown = table[table["profile"].isin(profiles)] if len(table) else table
     atomic_write_text(out / name, text + "\n")
+    atomic_write_text(out / f"{stem}.csv", to_csv(shown))
+    atomic_write_text(out / f"{stem}.json", shown.to_json(orient="records", indent=1) + "\n")
+    atomic_write_text(out / "runs.csv", to_csv(runs))
+    learning = curves(records)
+    drawn = {s.slug: figures.draw(s, learning[learning["config_id"].isin(s.rows["config_id"])]) for s in tables}
+    folder = out / "figures"
+    kept = {folder / f"{slug}-{f.name}.png" for slug, figs in drawn.items() for f in figs
+            if isinstance(f, figures.Figure)}
+    for profile in profiles:
+        for stale in set(folder.glob(f"{profile}-*.png")) - kept:
+            stale.unlink()
+    for slug, figs in drawn.items():
+        for f in figs:
+            if isinstance(f, figures.Figure):
+                atomic_write_bytes(folder / f"{slug}-{f.name}.png", f.png)
+    page = leaderboard_html.page(TITLE, intro(str(out)), tables, drawn, NO_RECORDS,
+                                 data=[f"{stem}.csv", f"{stem}.json", "runs.csv"])
+    atomic_write_text(out / f"{stem}.html", page)
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.leaderboard",
-                                     description="Render the leaderboard (Markdown) from the run records.")
+                                     description="Render the leaderboard (Markdown, CSV, JSON, HTML with figures) "
+                                                 "from the run records.")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="results folder with records/ (default runs)")
     parser.add_argument("--reference", default="shipped",
                         help="results folder shown beside as the reference (default: the repository's results/; "

@@ -1,13 +1,18 @@
-"""The leaderboard is a pure function of the records, pinned by a golden file."""
+"""The leaderboard is a pure function of the records, pinned by golden files (Markdown and
+the summary CSV)."""
 
+import json
 from pathlib import Path
 
-from benchmarks.leaderboard import learning_flags, render, write
+import pandas as pd
+
+from benchmarks.leaderboard import frame, learning_flags, render, summary, to_csv, write
 from benchmarks.paper_tables import render as render_tables
 from benchmarks.record_schema import SCHEMA_VERSION
 from benchmarks.records import config_id, record_path, run_id, write_record
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
+GOLDEN_CSV = Path(__file__).parent / "golden" / "leaderboard.csv"
 
 
 def record(method, seed, acc, perm_acc, change, status="ok", epochs=30, best_epoch=3, val=0.5):
@@ -38,12 +43,39 @@ def test_leaderboard_matches_the_golden_file():
     assert render(RECORDS) + "\n" == GOLDEN.read_text()
 
 
-def test_write_reads_records_from_disk(tmp_path):
+def test_the_summary_csv_matches_the_golden_file():
+    assert to_csv(summary(frame(RECORDS))) == GOLDEN_CSV.read_text()
+
+
+def test_write_reads_records_from_disk_and_writes_every_format(tmp_path):
     for r in RECORDS:
         write_record(record_path(tmp_path, r["config"], r["seed"]), r)
     text = write(tmp_path)
     assert text.replace(str(tmp_path), "results") + "\n" == GOLDEN.read_text()
+    assert (tmp_path / "leaderboard.md").read_text() == text + "\n"
+    assert (tmp_path / "leaderboard.csv").read_text() == GOLDEN_CSV.read_text()
+    table = pd.read_csv(tmp_path / "leaderboard.csv")
+    from_json = pd.DataFrame(json.loads((tmp_path / "leaderboard.json").read_text()))
+    assert list(from_json.columns) == list(table.columns) and list(from_json["method"]) == list(table["method"])
+    numbers = table.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(from_json[numbers].astype(float), table[numbers].astype(float), rtol=1e-9)
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == len(RECORDS) and set(runs["seed"]) == {0, 1}
+    assert (runs["flags"].fillna("") == [", ".join(learning_flags(r)) for r in sorted(
+        RECORDS, key=lambda r: str(record_path(tmp_path, r["config"], r["seed"])))]).all()
     assert "No records yet" in render(RECORDS, ("smoke",))
+
+
+def test_the_summary_has_one_row_per_configuration_with_the_statistics_over_seeds():
+    table = summary(frame(RECORDS)).set_index(["method", "budget"])
+    dwsnet = table.loc[("dwsnet", "30 ep, quick model")]
+    assert dwsnet["seeds"] == 2 and dwsnet["test.accuracy.count"] == 2
+    assert abs(dwsnet["test.accuracy.mean"] - 0.82) < 1e-12 and abs(dwsnet["test.accuracy.std"] - 0.04 / 2**0.5) < 1e-12
+    assert table.loc[("dwsnet", "2 ep, quick model"), "still_improving"] == 1
+    assert table.loc[("mlp", "30 ep, quick model"), "did_not_learn"] == 2
+    na = table.loc[("nfn-np", "30 ep, quick model")]
+    assert na["status"] == "n/a" and na["seeds"] == 0 and "MLPs only" in na["reason"]
+    assert list(table.index.get_level_values("method")) == ["dwsnet", "dwsnet", "mlp", "nfn-np"]  # best first
 
 
 def test_flags_mark_runs_cut_off_by_their_budget_or_at_chance():
