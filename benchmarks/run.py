@@ -8,7 +8,8 @@ so finished runs are skipped and a run of another configuration never overwrites
 any moment loses nothing already finished. Runs go to your own results folder (``--out``,
 default ``$WSBENCH_RESULTS`` or ``./runs``); the shipped reference results in the
 repository's ``results/`` are shown beside yours and are changed only with
-``--update-reference``.
+``--update-reference``. ``--fetch`` first downloads the published files of datasets that lack
+them (``benchmarks.fetch``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import catalogue, leaderboard, paper_tables, tracking
+from benchmarks.fetch import fetch_missing
 from benchmarks.protocol import PRECISIONS
 from benchmarks.records import is_reference, read_record, reference_folder
 from benchmarks.runner import Planned, RunSpec, execute, load_dataset, plan
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=folder, default=None,
                    help="dataset cache folder (default $WSBENCH_DATA or ~/.cache/wsbench)")
     p.add_argument("--dataset-source", type=folder, help="folder of published files or raw data to read")
+    p.add_argument("--fetch", action="store_true",
+                   help="download the published files of every selected dataset that lacks them (checked, unpacked)")
     p.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. views=2 or steps=500 (repeatable; --list shows them)")
     p.add_argument("--method-option", type=key_value, action="append", default=[], metavar="[METHOD.]KEY=VALUE",
@@ -246,6 +250,8 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
     seeds = [args.seeds[0]] if args.smoke else sorted(set(args.seeds))
     epochs = args.epochs or suite.epochs.get(profile)
     start = time.perf_counter()
+    if args.fetch:
+        fetch_missing([DATASETS[name] for name in names], options)
     todo, loaded, finished = [], {}, []
     for name in names:
         dataset = load_dataset(name, options)
