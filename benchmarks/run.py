@@ -8,7 +8,9 @@ so finished runs are skipped and a run of another configuration never overwrites
 any moment loses nothing already finished. Runs go to your own results folder (``--out``,
 default ``$WSBENCH_RESULTS`` or ``./runs``); the shipped reference results in the
 repository's ``results/`` are shown beside yours and are changed only with
-``--update-reference``.
+``--update-reference``. ``--fetch`` first downloads the published files of datasets that lack
+them (``benchmarks.fetch``); ``--launcher ray`` runs the grid on a Ray cluster
+(``benchmarks.launchers``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 from benchmarks import catalogue, leaderboard, paper_tables, tracking
+from benchmarks.fetch import fetch_missing
+from benchmarks.launchers import LAUNCHERS, check_launcher, create_launcher, register_all
 from benchmarks.protocol import PRECISIONS
 from benchmarks.records import is_reference, read_record, reference_folder
 from benchmarks.runner import Planned, RunSpec, execute, load_dataset, plan
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=folder, default=None,
                    help="dataset cache folder (default $WSBENCH_DATA or ~/.cache/wsbench)")
     p.add_argument("--dataset-source", type=folder, help="folder of published files or raw data to read")
+    p.add_argument("--fetch", action="store_true",
+                   help="download the published files of every selected dataset that lacks them (checked, unpacked)")
     p.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. views=2 or steps=500 (repeatable; --list shows them)")
     p.add_argument("--method-option", type=key_value, action="append", default=[], metavar="[METHOD.]KEY=VALUE",
@@ -126,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo runs that already have a record")
     p.add_argument("--track", choices=tracking.TRACKERS, default="none",
                    help="experiment tracking (wandb: offline without a key)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="local: worker processes here (default); ray: one Ray task per run")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join this Ray cluster (default: start a local one of --jobs x --threads CPUs)")
     return p
 
 
@@ -183,6 +191,7 @@ def plan_suite(args: argparse.Namespace) -> tuple[Suite, list[str], list[str], L
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available to this torch build")
     tracking.check(args.track)
+    check_launcher(args.launcher, args.ray_address)
     if is_reference(args.out) and not args.update_reference:
         raise ConfigError(f"{args.out} holds the shipped reference results; write your runs to another folder "
                           f"(--out DIR; default ./runs), or pass --update-reference to change the reference")
@@ -194,21 +203,6 @@ def plan_suite(args: argparse.Namespace) -> tuple[Suite, list[str], list[str], L
     for name in names:
         DATASETS[name].open(options)  # parses and range-checks the dataset options now
     return suite, names, methods, options, method_options(methods, args.method_option, args.profile)
-
-
-def run_in_worker(planned: Planned, threads: int) -> dict | None:
-    """Worker-process entry: register everything, load the cached dataset, run."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    torch.set_num_threads(threads)
-    register_all()
-    return execute(planned, load_dataset(planned.spec.dataset, planned.spec.data))
-
-
-def register_all() -> None:
-    """Import every package that registers datasets or methods."""
-    import baselines  # noqa: F401
-    import datasets.sources  # noqa: F401
-    import methods  # noqa: F401
 
 
 def summarise(record: dict | None, primary: str) -> str:
@@ -246,6 +240,8 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
     seeds = [args.seeds[0]] if args.smoke else sorted(set(args.seeds))
     epochs = args.epochs or suite.epochs.get(profile)
     start = time.perf_counter()
+    if args.fetch:
+        fetch_missing([DATASETS[name] for name in names], options)
     todo, loaded, finished = [], {}, []
     for name in names:
         dataset = load_dataset(name, options)
@@ -263,7 +259,16 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
                 else:
                     todo.append(planned)
     log.info("%d runs to do, %d already finished", len(todo), len(finished))
-    records = finished + [r for r in run_all(todo, loaded, args.threads, jobs, suite.primary) if r is not None]
+    launcher = create_launcher(args.launcher, threads=args.threads, jobs=jobs, device=args.device,
+                               address=args.ray_address)
+    records = list(finished)
+
+    def here(planned: Planned) -> dict | None:
+        return execute(planned, loaded[planned.spec.dataset])
+
+    for i, (planned, record) in enumerate(launcher.run(todo, here), 1):
+        log.info("[%d/%d] %s: %s", i, len(todo), planned.spec.label(), summarise(record, suite.primary))
+        records += [record] if record is not None else []
     failed = [r for r in records if r["status"] == "failed"]
     name = "leaderboard.md" if profile != "smoke" else "leaderboard-smoke.md"
     print(leaderboard.write(args.out, (profile,), name, reference=reference_folder(args.out)))
@@ -272,24 +277,6 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
     log.info("suite %s: %d runs (%d new, %d failed) in %.1f s; records in %s", suite.name, len(records), len(todo),
              len(failed), time.perf_counter() - start, args.out / "records")
     return 1 if failed else 0
-
-
-def run_all(todo: list[Planned], loaded: dict, threads: int, jobs: int, primary: str):
-    """Execute runs inline or in ``jobs`` worker processes, yielding records as they end."""
-    total = len(todo)
-    if jobs == 1 or total <= 1:
-        for i, planned in enumerate(todo, 1):
-            record = execute(planned, loaded[planned.spec.dataset])
-            log.info("[%d/%d] %s: %s", i, total, planned.spec.label(), summarise(record, primary))
-            yield record
-        return
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_in_worker, planned, threads): planned for planned in todo}
-        for i, future in enumerate(as_completed(futures), 1):
-            planned, record = futures[future], future.result()
-            log.info("[%d/%d] %s: %s", i, total, planned.spec.label(), summarise(record, primary))
-            yield record
 
 
 if __name__ == "__main__":

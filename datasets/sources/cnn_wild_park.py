@@ -43,8 +43,9 @@ SPLITS_FILE = "cnn_park_splits.json"
 FOLDER = "cifar10_zooV2"
 ZENODO = "https://zenodo.org/records/12797219"
 ARCHIVE_URL = f"{ZENODO}/files/cnn_wild_park.zip?download=1"
-SPLITS_URL = ("https://raw.githubusercontent.com/mkofinas/neural-graphs/main/experiments/cnn_generalization/"
-              f"dataset/{SPLITS_FILE}")
+# the split file at the repository's commit of 23 July 2024; neither file has a published checksum
+SPLITS_URL = ("https://raw.githubusercontent.com/mkofinas/neural-graphs/1f2b671ab4988ef212469363005a5b99eec16580/"
+              f"experiments/cnn_generalization/dataset/{SPLITS_FILE}")
 DOWNLOAD = (f"cnn_wild_park.zip from {ZENODO} (extract it, so that {FOLDER}/ is in the folder) and "
             f"{SPLITS_FILE} from github.com/mkofinas/neural-graphs (experiments/cnn_generalization/dataset/)")
 SCORE_TOLERANCE = 1e-9

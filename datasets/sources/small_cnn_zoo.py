@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datasets.dataset_table import DatasetInfo, register_dataset
+from datasets.dataset_table import DatasetInfo, RemoteFile, register_dataset
 from datasets.errors import DataNotFound, InvalidItem
 from datasets.io.small_cnn_zoo import (architecture, read_layout, read_metrics, read_split_file, read_weights,
                                        to_weight_space)
@@ -36,8 +36,17 @@ from datasets.validation import Skipper
 from datasets.weight_dataset import SPLITS, Split
 from datasets.weights import MixedWeights, WeightSpace
 
-URL = "https://storage.cloud.google.com/gresearch/smallcnnzoo-dataset/"
+URL = "https://storage.googleapis.com/gresearch/smallcnnzoo-dataset/"  # public; no checksums published
 SPLITS_URL = "https://github.com/AllanYangZhou/nfn/tree/main/experiments/predict_gen_data_splits"
+# NFN's split files at the commit they were read from; sha256 of the files in that commit
+SPLITS_RAW = ("https://raw.githubusercontent.com/AllanYangZhou/nfn/ce783221fd7c511596220d805c7a5beccd764ee8/"
+              "experiments/predict_gen_data_splits/")
+SPLIT_SHA256 = {
+    "cifar10_split.csv": "04fb71937dc796fc64f6306457de9d95f0d2d8a343db856213b965a4953a4f67",
+    "svhn_split.csv": "c1dcfc521f38071bb4ac2af4866a38a4d2d468630ef60bb70f9ae75c681fc60c",
+    "mnist_split.csv": "b516aea9d62a8c8f2acb5b92abfedc4c1f0c2f6f9afd716835ec75103c25cf3b",
+    "fashion_mnist_split.csv": "0d13165d28963acdac000d3d033da58b5719920f7d19aadf310173823053b021",
+}
 FINAL_STEP = 86
 # config.activation in metrics.csv.gz -> our activation name
 ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "linear": "identity"}
@@ -191,6 +200,12 @@ class SmallCnnZoo(DatasetSource):
         return Built(splits["train"], splits["val"], splits["test"], card)
 
 
+def published_files(folder: str, split_name: str) -> tuple[RemoteFile, ...]:
+    """The zoo's archive (unpacked, it holds ``<folder>/weights.npy`` & co) and NFN's split file."""
+    return (RemoteFile(f"{URL}{folder}.tar.xz", f"{folder}.tar.xz"),
+            RemoteFile(f"{SPLITS_RAW}{split_name}", split_name, SPLIT_SHA256[split_name]))
+
+
 # Row counts per archive as published with the zoo (google-research dnn_predict_accuracy README).
 COMMON = "4,970-parameter CNNs (ReLU or tanh), 30,000 runs x 9 checkpoints; NFN protocol (final checkpoints, " \
          "published split file); target: test accuracy"
@@ -198,23 +213,27 @@ COMMON = "4,970-parameter CNNs (ReLU or tanh), 30,000 runs x 9 checkpoints; NFN 
 register_dataset(DatasetInfo(
     "small-cnn-zoo-cifar10", ("zoo",), "regression", 1, version=1,
     description=f"Small CNN Zoo (Unterthiner et al. 2020), grayscale CIFAR-10: {COMMON}; 270,000 rows",
-    source=f"{URL}cifar10.tar.xz", licence="CC BY 4.0"),
+    source=f"{URL}cifar10.tar.xz", licence="CC BY 4.0",
+    files=published_files("cifar10", "cifar10_split.csv")),
     SmallCnnZoo, folder="cifar10", split_name="cifar10_split.csv")
 
 register_dataset(DatasetInfo(
     "small-cnn-zoo-svhn", ("zoo",), "regression", 1, version=1,
     description=f"Small CNN Zoo (Unterthiner et al. 2020), grayscale SVHN (cropped): {COMMON}; 269,892 rows",
-    source=f"{URL}svhn_cropped.tar.xz", licence="CC BY 4.0"),
+    source=f"{URL}svhn_cropped.tar.xz", licence="CC BY 4.0",
+    files=published_files("svhn_cropped", "svhn_split.csv")),
     SmallCnnZoo, folder="svhn_cropped", split_name="svhn_split.csv")
 
 register_dataset(DatasetInfo(
     "small-cnn-zoo-mnist", ("zoo",), "regression", 1, version=1,
     description=f"Small CNN Zoo (Unterthiner et al. 2020), MNIST: {COMMON}; 269,973 rows",
-    source=f"{URL}mnist.tar.xz", licence="CC BY 4.0"),
+    source=f"{URL}mnist.tar.xz", licence="CC BY 4.0",
+    files=published_files("mnist", "mnist_split.csv")),
     SmallCnnZoo, folder="mnist", split_name="mnist_split.csv")
 
 register_dataset(DatasetInfo(
     "small-cnn-zoo-fashion-mnist", ("zoo",), "regression", 1, version=1,
     description=f"Small CNN Zoo (Unterthiner et al. 2020), Fashion-MNIST: {COMMON}; 270,000 rows",
-    source=f"{URL}fashion_mnist.tar.xz", licence="CC BY 4.0"),
+    source=f"{URL}fashion_mnist.tar.xz", licence="CC BY 4.0",
+    files=published_files("fashion_mnist", "fashion_mnist_split.csv")),
     SmallCnnZoo, folder="fashion_mnist", split_name="fashion_mnist_split.csv")
