@@ -122,8 +122,11 @@ def measure_columns(runs: pd.DataFrame) -> list[str]:
 def describe(table: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
     """Mean, std and count (:data:`STATS`) of each column per group of ``by``, as columns
     ``<column>.<stat>``: the one place the leaderboard's statistics are computed."""
+    keys = [table[b] for b in by]
+    if not columns:
+        return pd.DataFrame(index=table.groupby(keys).size().index)
     values = table[columns].apply(pd.to_numeric, errors="coerce")
-    out = values.groupby([table[b] for b in by]).agg(list(STATS))
+    out = values.groupby(keys).agg(list(STATS))
     out.columns = [f"{column}.{stat}" for column, stat in out.columns]
     return out
 

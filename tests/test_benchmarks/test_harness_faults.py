@@ -9,16 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
 
+import baselines  # noqa: F401
 import benchmarks.run as run
 import benchmarks.runner as runner
 from benchmarks import leaderboard, paper_tables
 from cli_helpers import FAST, cli, record_files, records_by_method
 from datasets.files import sha256_file
+from datasets.method_table import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,16 +53,9 @@ def test_a_bug_in_one_run_is_recorded_with_its_traceback_and_the_next_run_goes_o
     assert "| statnn | 1 ep" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
-def test_a_diverging_run_is_failed_with_its_reason_not_a_traceback(tmp_path, caplog):
-    from dataclasses import replace
-
-    from datasets.method_table import METHODS
-    entry = METHODS["mlp"]
-    METHODS._entries["mlp"] = replace(entry, optim={"lr": 1e30})
-    try:
-        assert cli(tmp_path, "--methods", "mlp", "--seeds", "1", "--epochs", "2", "--jobs", "1") == 1
-    finally:
-        METHODS._entries["mlp"] = entry
+def test_a_diverging_run_is_failed_with_its_reason_not_a_traceback(tmp_path, caplog, monkeypatch):
+    monkeypatch.setitem(METHODS._entries, "mlp", replace(METHODS["mlp"], optim={"lr": 1e30}))
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "1", "--epochs", "2", "--jobs", "1") == 1
     failed = [r for r in records_by_method(tmp_path)["mlp"] if r["status"] == "failed"]
     assert failed and failed[0]["reason"].startswith("FloatingPointError: the training loss became")
     assert "Traceback" not in caplog.text

@@ -4,14 +4,17 @@ and a malformed record is reported (and redone), never met as a KeyError."""
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
+import baselines  # noqa: F401
 import benchmarks.records as records
 import benchmarks.run as run
 from benchmarks import leaderboard
 from benchmarks.record_schema import InvalidRecord, validate
 from cli_helpers import FAST, cli, record_files, records_by_method
+from datasets.method_table import METHODS
 
 
 def config_ids(tmp_path, method="statnn"):
@@ -37,9 +40,6 @@ def test_anything_that_changes_the_result_is_a_new_configuration(tmp_path, chang
 
 def test_a_new_method_version_does_not_reuse_old_records(tmp_path, monkeypatch):
     assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
-    from dataclasses import replace
-
-    from datasets.method_table import METHODS
     monkeypatch.setitem(METHODS._entries, "statnn", replace(METHODS["statnn"], version=METHODS["statnn"].version + 1))
     assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
     assert len(config_ids(tmp_path)) == 2
