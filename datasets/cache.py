@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -120,6 +121,15 @@ def write_cache(directory: Path, dataset: WeightDataset) -> dict:
     card = {**dataset.card, "fingerprint": dataset.fingerprint, "checksums": checksums}
     atomic_write_text(directory / CARD, json.dumps(card, indent=2, default=str))
     return card
+
+
+def chunk_generator(*seed: int) -> torch.Generator:
+    """A random generator seeded from ``seed`` (integers naming a chunk of a build, its
+    index last) through numpy's ``SeedSequence``: distinct chunks draw independent streams,
+    so any chunk can be built again on its own and a build can resume at any finished chunk
+    with the networks an uninterrupted build would give."""
+    state = np.random.SeedSequence(list(seed)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 class ChunkStore:

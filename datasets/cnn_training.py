@@ -39,12 +39,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datasets.cache import ChunkStore
+from datasets.cache import ChunkStore, chunk_generator
 from datasets.errors import ConfigError
 from datasets.functional import activate, forward
 from datasets.spec import ArchSpec
@@ -290,13 +289,6 @@ def _train_chunk(spec: ArchSpec, hp: Hyperparameters, task: ImageTask, recipe: T
     return saved, torch.stack(accuracy)
 
 
-def chunk_generator(seed: Sequence[int], chunk_index: int) -> torch.Generator:
-    """The generator of one chunk: seeded through numpy's ``SeedSequence`` from ``seed`` and
-    the chunk's index, so distinct chunks draw independent streams and any chunk can be
-    trained again on its own."""
-    state = np.random.SeedSequence([*seed, chunk_index]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
-
 
 def _restored(done: dict[str, Tensor] | None, spec: ArchSpec, hp: Hyperparameters,
               recipe: TrainingRecipe) -> tuple[list[WeightSpace], Tensor] | None:
@@ -334,7 +326,7 @@ def train_cnns(spec: ArchSpec, hp: Hyperparameters, task: ImageTask, recipe: Tra
             saved, accuracy = restored
             on_step(len(chunk) * steps)
         else:
-            saved, accuracy = _train_chunk(spec, chunk, task, recipe, chunk_generator(seed, index), on_step)
+            saved, accuracy = _train_chunk(spec, chunk, task, recipe, chunk_generator(*seed, index), on_step)
             if store is not None:
                 store.put(key, {"weights": torch.stack([ws.flatten() for ws in saved]), "accuracy": accuracy,
                                 "learning_rate": chunk.learning_rate})

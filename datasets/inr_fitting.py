@@ -16,11 +16,10 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from datasets.cache import ChunkStore
+from datasets.cache import ChunkStore, chunk_generator
 from datasets.functional import forward
 from datasets.options import Option
 from datasets.progress import progress as progress_bar
@@ -117,12 +116,6 @@ def _fitting_loss(spec: ArchSpec, coords: Tensor, compile: bool) -> Callable[[We
 
     return guarded
 
-
-def chunk_generator(seed: int, chunk_index: int) -> torch.Generator:
-    """The generator of one chunk's initialisation: chunks are independent, so a build can
-    resume at any finished chunk and get the networks an uninterrupted build would."""
-    state = np.random.SeedSequence([seed, chunk_index]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,

@@ -219,9 +219,21 @@ def idx_files(base_url: str) -> tuple[RemoteFile, ...]:
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FASHION_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+NG_SPLITS = ("https://raw.githubusercontent.com/mkofinas/neural-graphs/1f2b671ab4988ef212469363005a5b99eec16580/"
+             "experiments/inr_classification/dataset/")
+# The published INRs (DWSNets' Dropbox folder, as linked from the Neural Graphs README; no checksum is
+# published: the first download's is recorded) with the splits files of the Neural Graphs repository.
+MNIST_INRS = (RemoteFile("https://www.dropbox.com/sh/56pakaxe58z29mq/AABrctdu2U65jGYr2WQRzmMna/mnist-inrs.zip?dl=1",
+                         "mnist-inrs.zip"),
+              RemoteFile(NG_SPLITS + "mnist_splits.json", "mnist_splits.json"))
+FMNIST_INRS = (RemoteFile("https://www.dropbox.com/sh/56pakaxe58z29mq/AAAssoHq719OmSHSKKTiKKHGa/fmnist_inrs.zip?dl=1",
+                          "fmnist_inrs.zip"),
+               RemoteFile(NG_SPLITS + "fmnist_splits.json", "fmnist_splits.json",
+                          "73fd51cad2449284618460f34d4bba456de9707f481a83a66b66450e360adbd1"))
 
 register_dataset(DatasetInfo(
-    "mnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000), files=idx_files(MNIST_MIRROR),
+    "mnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000),
+    files=MNIST_INRS + idx_files(MNIST_MIRROR),
     description="SIRENs 2-32-32-1 of MNIST digits (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; MNIST images http://yann.lecun.com/exdb/mnist/",
     licence="MNIST images CC BY-SA 3.0 (LeCun, Cortes, Burges); the DWSNets INR release states no licence"),
@@ -231,7 +243,8 @@ register_dataset(DatasetInfo(
     images_download=f"the MNIST IDX files from {MNIST_MIRROR} or http://yann.lecun.com/exdb/mnist/")
 
 register_dataset(DatasetInfo(
-    "fmnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000), files=idx_files(FASHION_MIRROR),
+    "fmnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000),
+    files=FMNIST_INRS + idx_files(FASHION_MIRROR),
     description="SIRENs 2-32-32-1 of Fashion-MNIST images (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; Fashion-MNIST images "
            f"https://github.com/zalandoresearch/fashion-mnist",

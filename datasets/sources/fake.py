@@ -34,7 +34,8 @@ from torch import Tensor
 from datasets.dataset_table import DatasetInfo, register_dataset
 from datasets.errors import ConfigError
 from datasets.functional import forward
-from datasets.inr_fitting import chunk_generator, pixel_grid, siren_init
+from datasets.cache import chunk_generator
+from datasets.inr_fitting import pixel_grid, siren_init
 from datasets.options import Option
 from datasets.source import Built, DatasetSource, LoadOptions
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec

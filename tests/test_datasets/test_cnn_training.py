@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import datasets.cnn_training as cnn_training
-from datasets.cache import ChunkStore
+from datasets.cache import ChunkStore, chunk_generator
 from datasets.cnn_training import (
     INITS,
     OPTIMIZERS,
@@ -169,7 +169,7 @@ def test_chunks_draw_independent_streams():
     task, recipe = toy_task(), TrainingRecipe((1,), batch_size=16, chunk=2)
     hp = hyperparameters(4, optimizer=torch.tensor([0, 1, 2, 1]), dropout=0.2)
     whole, acc = train_cnns(RESIDUAL_CNN, hp, task, recipe, (3, 1))
-    alone, _ = cnn_training._train_chunk(RESIDUAL_CNN, hp[2:], task, recipe, cnn_training.chunk_generator((3, 1), 1),
+    alone, _ = cnn_training._train_chunk(RESIDUAL_CNN, hp[2:], task, recipe, chunk_generator(3, 1, 1),
                                          lambda n: None)
     assert torch.equal(whole[0].flatten()[2:], alone[0].flatten())
     other, _ = train_cnns(RESIDUAL_CNN, hp, task, recipe, (3, 2))
