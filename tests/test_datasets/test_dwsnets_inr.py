@@ -145,8 +145,8 @@ def test_registered_facts():
         assert (info.suites, info.task, info.out_dim, info.splits) == (("inr",), "classification", 10, sizes)
         assert info.source and info.licence and info.description and not info.embedded
     assert [f.name for f in DATASETS["mnist-inr"].info.files] == [
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz"]
+        "mnist-inrs.zip", "mnist_splits.json", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def test_cifar10_inr_is_built_with_three_output_channels_and_reads_its_export(tmp_path):
