@@ -101,7 +101,9 @@ class DigitsInr(DatasetSource):
         for name in SPLITS:
             pictures, targets, ids, variant = (t.repeat_interleave(views, 0) for t in parts[name])
             rows = slice(at, at + len(targets))
-            splits[name] = Split(ws[rows], targets, {"psnr": scores[rows], "image": ids, "variant": variant})
+            pixels = (pictures * 255).round().to(torch.uint8)  # what the SIREN was fitted to, x 255
+            splits[name] = Split(ws[rows], targets, {"psnr": scores[rows], "image": ids, "variant": variant,
+                                                     "pixels": pixels})
             at += len(targets)
         card = {"target": "digit class (10)", "views_per_image": views, "distorted_copies_per_training_image": copies,
                 "split": "by image, stratified, seed 0: 70% / 10% / 20%",
@@ -112,6 +114,6 @@ class DigitsInr(DatasetSource):
 
 
 register_dataset(DatasetInfo(
-    "digits-inr", ("inr",), "classification", 10, embedded=True,
+    "digits-inr", ("inr", "edit"), "classification", 10, version=2, embedded=True,
     description="SIRENs of scikit-learn's 8x8 digits, fitted locally",
     source="scikit-learn load_digits (UCI optical digits, 8x8, 1,797 images)", licence="CC BY 4.0"), DigitsInr)

@@ -193,7 +193,9 @@ class DwsnetsInr(DatasetSource):
         for s in SPLITS:
             rows = slice(at, at + len(index[s]))
             labels = torch.from_numpy(data[file_of[s]][1][index[s]]).long()
-            splits[s] = Split(ws[rows], labels, {"psnr": scores[rows], "image": torch.from_numpy(index[s]).long()})
+            pixels = torch.from_numpy(images[rows])  # uint8 (N, C, H, W): what the SIREN was fitted to, x 255
+            splits[s] = Split(ws[rows], labels, {"psnr": scores[rows], "image": torch.from_numpy(index[s]).long(),
+                                                 "pixels": pixels})
             at += len(index[s])
         card = {"origin": f"built from the raw images in {self.source_dir}",
                 "target": "image class (10)",
@@ -232,7 +234,7 @@ FMNIST_INRS = (RemoteFile("https://www.dropbox.com/sh/56pakaxe58z29mq/AAAssoHq71
                           "73fd51cad2449284618460f34d4bba456de9707f481a83a66b66450e360adbd1"))
 
 register_dataset(DatasetInfo(
-    "mnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000),
+    "mnist-inr", ("inr", "edit"), "classification", 10, version=2, splits=(55_000, 5_000, 10_000),
     files=MNIST_INRS + idx_files(MNIST_MIRROR),
     description="SIRENs 2-32-32-1 of MNIST digits (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; MNIST images http://yann.lecun.com/exdb/mnist/",
@@ -243,7 +245,7 @@ register_dataset(DatasetInfo(
     images_download=f"the MNIST IDX files from {MNIST_MIRROR} or http://yann.lecun.com/exdb/mnist/")
 
 register_dataset(DatasetInfo(
-    "fmnist-inr", ("inr",), "classification", 10, version=1, splits=(55_000, 5_000, 10_000),
+    "fmnist-inr", ("inr", "edit"), "classification", 10, version=2, splits=(55_000, 5_000, 10_000),
     files=FMNIST_INRS + idx_files(FASHION_MIRROR),
     description="SIRENs 2-32-32-1 of Fashion-MNIST images (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; Fashion-MNIST images "
@@ -256,7 +258,7 @@ register_dataset(DatasetInfo(
                     f"https://github.com/zalandoresearch/fashion-mnist (data/fashion/)")
 
 register_dataset(DatasetInfo(
-    "cifar10-inr", ("inr",), "classification", 10, version=1, splits=(45_000, 5_000, 10_000),
+    "cifar10-inr", ("inr", "edit"), "classification", 10, version=2, splits=(45_000, 5_000, 10_000),
     description="SIRENs 2-32-32-3 of CIFAR-10 images (RGB), built locally with the DWSNets recipe",
     source=f"CIFAR-10 python batches (Krizhevsky 2009) {cifar.URL}",
     licence="CIFAR-10 images (Krizhevsky 2009): no licence stated by the authors"),

@@ -142,7 +142,7 @@ def test_registered_facts():
     for name, sizes in (("mnist-inr", (55_000, 5_000, 10_000)), ("fmnist-inr", (55_000, 5_000, 10_000)),
                         ("cifar10-inr", (45_000, 5_000, 10_000))):
         info = DATASETS[name].info
-        assert (info.suites, info.task, info.out_dim, info.splits) == (("inr",), "classification", 10, sizes)
+        assert (info.suites, info.task, info.out_dim, info.splits) == (("inr", "edit"), "classification", 10, sizes)
         assert info.source and info.licence and info.description and not info.embedded
     assert [f.name for f in DATASETS["mnist-inr"].info.files] == [
         "mnist-inrs.zip", "mnist_splits.json", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
