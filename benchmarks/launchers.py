@@ -60,7 +60,7 @@ def worker_dataset(planned: Planned) -> WeightDataset:
     name, fingerprint = planned.spec.dataset, planned.config["dataset_fingerprint"]
     if (name, fingerprint) not in _memo:
         _memo.clear()
-        dataset = load_dataset(name, planned.spec.data)
+        dataset = load_dataset(name, planned.spec.data, planned.spec.suite)
         if dataset.fingerprint != fingerprint:
             raise InvalidData(f"{name}: the copy in {planned.spec.data.root} on this machine has fingerprint "
                               f"{dataset.fingerprint}, but the run was planned on {fingerprint}; give every machine "

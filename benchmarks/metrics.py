@@ -109,6 +109,16 @@ def mse(outputs: Tensor, targets: Tensor) -> float:
     return (outputs - targets).pow(2).mean().item()
 
 
+@register_metric("pixel_mse", higher_is_better=False, task="edit", label="MSE (×10⁻²)", scale=100.0)
+def pixel_mse(outputs: Tensor, targets: Tensor) -> float:
+    """Mean squared error of rendered signals ``(N, P)`` against their targets, in [0, 1]
+    units (the INR editing metric; tables show it x 100)."""
+    if outputs.shape != targets.shape or len(targets) == 0:
+        raise ValueError(f"edit expects outputs and targets of one shape (N, P), got {tuple(outputs.shape)} "
+                         f"and {tuple(targets.shape)}")
+    return (outputs.double() - targets.double()).pow(2).mean().item()
+
+
 def compute(names: tuple[str, ...], outputs: Tensor, targets: Tensor) -> tuple[dict[str, float | None], dict[str, str]]:
     """Every named metric on the same outputs, and the reason for each undefined one
     (whose value is ``None``)."""

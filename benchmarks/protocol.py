@@ -86,8 +86,12 @@ def seed_everything(seed: int) -> None:
 
 
 def loss_function(task: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """Cross-entropy for classification; mean squared error for regression and for edits
+    (rendered signals against their targets)."""
     if task == "classification":
         return nn.functional.cross_entropy
+    if task == "edit":
+        return lambda outputs, targets: nn.functional.mse_loss(outputs, targets.to(outputs.dtype))
     return lambda outputs, targets: nn.functional.mse_loss(outputs[:, 0], targets.to(outputs.dtype))
 
 

@@ -244,7 +244,7 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
         fetch_missing([DATASETS[name] for name in names], options)
     todo, loaded, finished = [], {}, []
     for name in names:
-        dataset = load_dataset(name, options)
+        dataset = load_dataset(name, options, suite.name)
         loaded[name] = dataset
         log.info(render_card(dataset.card))
         for method in methods:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.evaluation import evaluate_test
-from benchmarks.metrics import Undefined, chance
+from benchmarks.metrics import Undefined
 from benchmarks.protocol import PROTOCOL_VERSION, TrainConfig, profile_config, train
 from benchmarks.record_schema import SCHEMA_VERSION, RunConfig, RunRecord
 from benchmarks.records import config_id, environment, read_record, record_path, run_id, write_record
@@ -80,8 +80,9 @@ class Planned:
         return record_path(self.spec.out, self.config, self.spec.seed)
 
 
-def load_dataset(name: str, options: LoadOptions) -> WeightDataset:
-    return DATASETS[name].open(options).load()
+def load_dataset(name: str, options: LoadOptions, suite: str) -> WeightDataset:
+    """The dataset as ``suite`` learns from it (``Suite.prepare``)."""
+    return SUITES[suite].prepare(DATASETS[name].open(options).load())
 
 
 def plan(spec: RunSpec, dataset: WeightDataset) -> Planned:
@@ -130,12 +131,14 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def build_model(planned: Planned, dataset: WeightDataset) -> torch.nn.Module:
-    """The method for the dataset's architectures, with the planned hyperparameters."""
+    """The method for the dataset's architectures, with the planned hyperparameters (and the
+    suite's wrapper)."""
     method = METHODS[planned.spec.method]
     task, shape = method_task(method, dataset)
     torch.manual_seed(planned.spec.seed)
     model = method.build(task, **planned.config["hyperparameters"])
-    return SharedShape(model, shape) if shape is not None else model
+    model = SharedShape(model, shape) if shape is not None else model
+    return SUITES[planned.spec.suite].wrap(model, dataset)
 
 
 def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
@@ -187,7 +190,7 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         log.error("%s failed with a bug:\n%s", spec.label(), traceback.format_exc())
         tracker.finish({})
         return {**base, "status": "failed", "reason": f"bug: {type(err).__name__}: {err}"}
-    level, margin = chance(suite.primary, dataset.val.targets, dataset.out_dim)
+    level, margin = suite.chance_level(dataset)
     record: RunRecord = {
         **base, "status": "ok", "metrics": test["metrics"], "undefined": test["undefined"],
         "robustness": test["robustness"], "val": result.best_val, "best_epoch": result.best_epoch,

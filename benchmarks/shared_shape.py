@@ -35,7 +35,10 @@ class SharedShape(nn.Module):
 def method_task(method: MethodInfo, dataset: WeightDataset) -> tuple[TaskInfo, ArchSpec | None]:
     """What ``method`` is built for on ``dataset``: the dataset's task, or, for a method
     that takes one architecture on networks that differ only in activation, the task of
-    their shared weight shape (returned too, to wrap the model with :class:`SharedShape`)."""
+    their shared weight shape (returned too, to wrap the model with :class:`SharedShape`).
+    ``UnsupportedArchitecture`` if the method cannot be built for the dataset's task."""
+    if dataset.task not in method.tasks:
+        raise UnsupportedArchitecture(f"{method.name} has no weight-space output for the {dataset.task} task")
     if not dataset.heterogeneous or method.heterogeneous:
         return dataset.task_info(), None
     shape = shared_shape(dataset.specs)

@@ -3,15 +3,32 @@
 A suite's datasets are the ones whose ``DatasetInfo.suites`` name it (the dataset table is
 the one place membership is stated); it runs the embedded ones by default, which need no
 download. ``transforms`` are the function-preserving transforms the suite measures on every
-run, each where the dataset's architectures admit it (``benchmarks.robustness``).
+run, each where the dataset's architectures admit it (``benchmarks.robustness``). A suite
+may change what is learnt from a dataset (``prepare``: the edit suite's targets are dilated
+images), wrap the method's module (``wrap``: the edit suite renders the edited INR) and
+define the score of a predictor that ignores its input (``chance``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
+from torch import nn
+
+from benchmarks import editing
+from benchmarks.metrics import chance
 from datasets.dataset_table import DATASETS
 from datasets.registry import Registry
+from datasets.weight_dataset import WeightDataset
+
+
+def unchanged(dataset: WeightDataset) -> WeightDataset:
+    return dataset
+
+
+def unwrapped(model: nn.Module, dataset: WeightDataset) -> nn.Module:
+    return model
 
 
 @dataclass(frozen=True)
@@ -25,10 +42,19 @@ class Suite:
     description: str
     transforms: tuple[str, ...]
     epochs: dict[str, int] = field(default_factory=dict)
+    prepare: Callable[[WeightDataset], WeightDataset] = unchanged
+    wrap: Callable[[nn.Module, WeightDataset], nn.Module] = unwrapped
+    chance: Callable[[WeightDataset], tuple[float, float]] | None = None
 
     @property
     def primary(self) -> str:
         return self.metrics[0]
+
+    def chance_level(self, dataset: WeightDataset) -> tuple[float, float]:
+        """The primary metric of a predictor that ignores its input, and its margin."""
+        if self.chance is not None:
+            return self.chance(dataset)
+        return chance(self.primary, dataset.val.targets, dataset.out_dim)
 
     def datasets(self) -> list[str]:
         """Every registered dataset of this suite."""
@@ -46,3 +72,6 @@ SUITES.add("inr", Suite("inr", "classification", ("accuracy",), "classify the im
 SUITES.add("zoo", Suite("zoo", "regression", ("kendall_tau", "r2", "mse"),
                         "predict a trained CNN's test accuracy from its weights", SYMMETRY_TRANSFORMS,
                         epochs={"quick": 10}))  # the whole default zoo suite in under 15 min on 2 cores
+SUITES.add("edit", Suite("edit", "edit", ("pixel_mse",),
+                         "edit an INR's weights so that it renders its image dilated (3x3)", SYMMETRY_TRANSFORMS,
+                         prepare=editing.edit_dataset, wrap=editing.wrap, chance=editing.identity_chance))

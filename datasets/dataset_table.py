@@ -17,7 +17,7 @@ from datasets.registry import Registry
 if TYPE_CHECKING:
     from datasets.source import DatasetSource, LoadOptions
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "edit")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class RemoteFile:
 class DatasetInfo:
     """The facts about one dataset.
 
-    ``out_dim``: number of classes (classification) or 1 (regression). ``splits``: the
+    ``out_dim``: number of classes (classification), 1 (regression), or the size of the
+    rendered signal (edit: the weight-space-to-weight-space task of ``benchmarks.editing``). ``splits``: the
     published train / val / test sizes, if any. ``version``: the version of the code that
     reads or builds it; bump it whenever that code changes what it produces, so every cache
     and run record made by the old code stops matching. ``embedded``: built locally from

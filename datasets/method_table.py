@@ -37,6 +37,8 @@ class MethodInfo:
     ``(B, out_dim)``. ``profiles``: per profile (``quick``, ``paper``) the complete
     hyperparameters; with ``by_domain`` each profile holds one set per domain (``mlp``,
     ``cnn``). ``optim`` overrides the protocol's AdamW settings where the paper used others.
+    ``tasks``: the tasks it can be built for; ``"edit"`` means it has an equivariant
+    weight-space output (its module returns a change of the input ``WeightSpace``).
     ``version``: bump it when the code changes what the method computes, so records made by
     the old code are not reused."""
 
@@ -49,6 +51,7 @@ class MethodInfo:
     heterogeneous: bool = False
     by_domain: bool = False
     optim: dict[str, float] = field(default_factory=dict)
+    tasks: frozenset[str] = frozenset({"classification", "regression"})
     version: int = 1
     paper: str = ""
 
@@ -99,11 +102,14 @@ METHODS: Registry[MethodInfo] = Registry("method")
 def register_method(name: str, *, family: str, profiles: dict[str, dict[str, Any]],
                     symmetries: tuple[str, ...] = ("permutation",), blind_to: tuple[str, ...] = (),
                     heterogeneous: bool = False, by_domain: bool = False, optim: dict | None = None,
-                    version: int = 1, paper: str = "") -> Callable:
-    """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module``."""
+                    edits: bool = False, version: int = 1, paper: str = "") -> Callable:
+    """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module``
+    (``edits``: it can also be built for the edit task)."""
+    tasks = frozenset({"classification", "regression"} | ({"edit"} if edits else set()))
+
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         METHODS.add(name, MethodInfo(name, family, build, profiles, frozenset(symmetries), frozenset(blind_to),
-                                     heterogeneous, by_domain, dict(optim or {}), version, paper))
+                                     heterogeneous, by_domain, dict(optim or {}), tasks, version, paper))
         return build
     return wrap
 

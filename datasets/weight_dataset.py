@@ -26,8 +26,10 @@ class TaskInfo:
 
     ``specs``: every architecture in the dataset (one for homogeneous data; a method that
     is not ``heterogeneous`` is never built for more). ``out_dim``: classes, or 1 for
-    regression. ``stats``: per architecture, per-layer normalisation statistics of the
-    training split."""
+    regression. ``task``: "classification", "regression", or "edit" (the module maps a
+    ``WeightSpace`` to a change of it: a ``WeightSpace`` of the same architecture; a method
+    without such an output raises ``UnsupportedArchitecture``). ``stats``: per architecture,
+    per-layer normalisation statistics of the training split."""
 
     specs: tuple[ArchSpec, ...]
     out_dim: int

@@ -73,13 +73,13 @@ def test_a_ray_address_without_the_ray_launcher_is_refused(tmp_path, capsys):
 def test_a_worker_loads_each_dataset_once_and_only_the_planned_one(tmp_path, monkeypatch):
     launchers.register_all()
     options = LoadOptions(tmp_path / "data", limit=12, progress=False, params={"steps": "20"})
-    dataset = load_dataset("digits-inr", options)
+    dataset = load_dataset("digits-inr", options, "inr")
     runs = [plan(RunSpec("inr", "digits-inr", m, 0, "smoke", options, tmp_path / "out"), dataset) for m in METHODS]
     loads = []
 
-    def counted(name, opts):
+    def counted(name, opts, suite):
         loads.append(name)
-        return load_dataset(name, opts)
+        return load_dataset(name, opts, suite)
 
     monkeypatch.setattr(launchers, "load_dataset", counted)
     monkeypatch.setattr(launchers, "_memo", {})
