@@ -1,0 +1,152 @@
+"""Learning-threshold study: for each method, the smallest configuration and the learning rate
+that leave the starting plateau within the quick budget, chosen on validation only.
+
+    python scripts/threshold_study.py [--methods ...] [--lrs 3e-4 1e-3 3e-3] [--datasets digits-inr]
+        [--mnist-source ../shared/data/mnist --mnist-limit 1000] [--seeds 0] [--out runs/threshold]
+        [--report-only]
+
+For every method, every candidate size in :data:`CANDIDATES` (smallest first) is trained
+with every learning rate (default: the method's own, and a third and three times it) on one
+seed under the quick profile, through ``python -m benchmarks.run`` (records under ``--out``,
+so a rerun skips what is done). Per run the study reads the validation history and finds
+the first epoch whose primary metric leaves chance (above the majority-class accuracy plus
+two standard deviations of a guessing classifier): that, in optimiser steps, is the
+"steps to leave the plateau". Per method it then picks, on validation only, the best
+learning rate of each size and the smallest size whose best validation score is within
+``--within`` of the best size's; that is the quick setting it recommends. The test split
+is never read. Prints the table (Markdown) the README shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import benchmarks.run as run  # noqa: E402
+from benchmarks.launchers import register_all  # noqa: E402
+from datasets.method_table import METHODS  # noqa: E402
+
+# Candidate quick sizes per method, smallest first (hyperparameter overrides of the quick profile).
+CANDIDATES: dict[str, list[dict]] = {
+    "mlp": [{"hidden": 128, "layers": 2}, {"hidden": 256, "layers": 3}],
+    "mlp-aug": [{"hidden": 128, "layers": 2}, {"hidden": 256, "layers": 3}],
+    "deepsets": [{"phi_hidden": 64, "rho_hidden": 64}, {"phi_hidden": 128, "rho_hidden": 128},
+                 {"phi_hidden": 256, "rho_hidden": 256}],
+    "statnn": [{"hidden": 128}, {"hidden": 256}, {"hidden": 512}],
+    "dwsnet": [{"width": 8}, {"width": 16}, {"width": 32}],
+    "nfn-np": [{"channels": (16, 16, 16)}, {"channels": (32, 32, 32)}, {"channels": (64, 64, 64)}],
+    "nfn-hnp": [{"channels": (16, 16, 16)}, {"channels": (32, 32, 32)}, {"channels": (64, 64, 64)}],
+    "nft": [{"channels": 16}, {"channels": 32}],
+    "ng-gnn": [{"hidden": 16}, {"hidden": 32}, {"hidden": 64}],
+    "ng-t": [{"d_node": 32, "d_edge": 8}, {"d_node": 64, "d_edge": 16}],
+    "scalegmn": [{"hidden": 16}, {"hidden": 32}, {"hidden": 64}],
+    "scalegmn-b": [{"hidden": 16}, {"hidden": 32}, {"hidden": 64}],
+    "probing": [{}],
+}
+
+
+def label(options: dict) -> str:
+    return ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in options.items()) \
+        or "profile default"
+
+
+def option_args(method: str, options: dict) -> list[str]:
+    args = []
+    for key, value in options.items():
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        args += ["--method-option", f"{method}.{key}={text}"]
+    return args
+
+
+def train_grid(args: argparse.Namespace, method: str, dataset: str, extra: list[str]) -> None:
+    default_lr = METHODS[method].optim.get("lr", 1e-3)
+    lrs = args.lrs or [default_lr / 3, default_lr, default_lr * 3]
+    for options in CANDIDATES.get(method, [{}]):
+        for lr in lrs:
+            code = run.main(["--suite", "inr", "--datasets", dataset, "--methods", method,
+                             "--seeds", *map(str, args.seeds), "--lr", f"{lr:g}", "--out", str(args.out),
+                             "--jobs", str(args.jobs), *option_args(method, options), *extra])
+            if code == 2:
+                raise SystemExit(f"{method} {label(options)} lr {lr:g}: refused (see the error above)")
+
+
+def leave_epoch(record: dict) -> int | None:
+    """The first epoch whose validation score leaves chance, or None."""
+    metric, chance = record["chance"]["metric"], record["chance"]
+    for entry in record["history"]:
+        value = entry.get(f"val_{metric}")
+        if value is not None and value > chance["value"] + chance["margin"]:
+            return entry["epoch"]
+    return None
+
+
+def report(args: argparse.Namespace) -> str:
+    rows: dict[tuple, list[dict]] = defaultdict(list)
+    for path in sorted((args.out / "records").rglob("*.json")):
+        record = json.loads(path.read_text())
+        if record["status"] != "ok":
+            continue
+        c = record["config"]
+        rows[(c["dataset"], c["method"], json.dumps(c["method_options"], sort_keys=True), c["train"]["lr"])].append(record)
+    lines = ["| dataset | method | configuration | parameters | lr | steps to leave the plateau | val accuracy % |",
+             "|---|---|---|---|---|---|---|"]
+    by_method: dict[tuple, list] = defaultdict(list)
+    for (dataset, method, options, lr), records in rows.items():
+        val = sum(r["val"]["accuracy"] for r in records) / len(records)
+        seen = records[0]["samples_per_second"] * records[0]["train_seconds"]  # training samples over all epochs
+        steps_per_epoch = math.ceil(round(seen / len(records[0]["history"])) / records[0]["config"]["train"]["batch_size"])
+        epochs = [leave_epoch(r) for r in records]
+        steps = None if any(e is None for e in epochs) else max(epochs) * steps_per_epoch
+        by_method[(dataset, method)].append((json.loads(options), lr, records[0]["parameters"], val, steps))
+    for (dataset, method), results in sorted(by_method.items()):
+        best_per_size: dict[str, tuple] = {}
+        for options, lr, params, val, steps in results:
+            key = json.dumps(options, sort_keys=True)
+            if key not in best_per_size or val > best_per_size[key][3]:
+                best_per_size[key] = (options, lr, params, val, steps)
+        sizes = sorted(best_per_size.values(), key=lambda r: r[2])
+        top = max(r[3] for r in sizes)
+        pick = next(r for r in sizes if r[3] >= top - args.within and r[4] is not None) if any(
+            r[4] is not None for r in sizes) else None
+        for options, lr, params, val, steps in sizes:
+            mark = " **(chosen)**" if pick is not None and (options, lr) == (pick[0], pick[1]) else ""
+            lines.append(f"| {dataset} | {method} | {label(options)}{mark} | {params:,} | {lr:g} | "
+                         f"{'did not leave it' if steps is None else f'{steps:,}'} | {100 * val:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="Learning-threshold study of every method's quick configuration.")
+    p.add_argument("--methods", nargs="+", default=list(CANDIDATES))
+    p.add_argument("--datasets", nargs="+", default=["digits-inr"])
+    p.add_argument("--mnist-source", type=Path, help="MNIST IDX folder: also study mnist-inr built from it")
+    p.add_argument("--mnist-limit", type=int, default=1000, help="mnist-inr networks per split")
+    p.add_argument("--lrs", nargs="+", type=float, help="learning rates (default: the method's, /3 and x3)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--within", type=float, default=0.02, help="smallest size within this of the best (0.02 = 2 points)")
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--out", type=Path, default=Path("runs/threshold"))
+    p.add_argument("--report-only", action="store_true", help="only print the table of the records in --out")
+    args = p.parse_args()
+    register_all()
+    if not args.report_only:
+        root = ["--data-root", str(args.data_root)] if args.data_root else []
+        for method in args.methods:
+            for dataset in args.datasets:
+                train_grid(args, method, dataset, root)
+            if args.mnist_source:
+                train_grid(args, method, "mnist-inr", root + ["--dataset-source", str(args.mnist_source),
+                                                              "--limit", str(args.mnist_limit)])
+    print(report(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
