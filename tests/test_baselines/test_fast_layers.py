@@ -2,7 +2,8 @@
 
 The NF-Layers, the NFN stack and the DWS layer were rewritten for speed (one matmul plus
 in-place broadcast adds instead of materialised broadcasts, means as sums, in-place ReLU and
-dropout). The previous forward passes are kept here as references, on the same modules and
+dropout), and STATNN's quantiles of long rows come from partial selections instead of a
+sort. The previous forward passes are kept here as references, on the same modules and
 parameters; outputs and every gradient must agree in float64, in training mode (dropout
 active, same seed) and in evaluation mode."""
 
@@ -18,6 +19,7 @@ from baselines.dwsnet import DWSLayer, DWSNet, reduce
 from baselines.nfn import NFN
 from baselines.nfn_layers import (ChannelDropout, FeatureReLU, Features, HNPLinear, NPLinear, features_of,
                                   hnp_pool, np_pool)
+from baselines.statnn import QUANTILES, SELECT_FROM, tensor_stats
 from datasets.method_table import build_method
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.weights import WeightSpace
@@ -26,7 +28,7 @@ from weight_batches import random_weights, task_info
 CNN = ArchSpec((Layer("conv", 4, 1, (3, 3), 2, 0, "relu"), Layer("conv", 4, 4, (3, 3), 2, 0, "relu"),
                 Layer("linear", 3, 4)))
 MLPS = [siren_spec(hidden=8), mlp_spec([3, 5, 6, 4, 2], "relu")]
-TOLERANCE = dict(rtol=1e-6, atol=1e-6)
+TOLERANCE = {"rtol": 1e-6, "atol": 1e-6}
 
 
 # ---- the previous forward passes -------------------------------------------------------
@@ -135,6 +137,15 @@ class ReferenceDWSLayer(DWSLayer):
         return ys
 
 
+def reference_tensor_stats(t: Tensor) -> Tensor:
+    flat = t.flatten(1)
+    ordered = flat.sort(dim=1).values
+    pos = torch.tensor(QUANTILES, dtype=flat.dtype, device=flat.device) * (flat.shape[1] - 1)
+    lo, hi = pos.floor().long(), pos.ceil().long()
+    q = ordered[:, lo] + (ordered[:, hi] - ordered[:, lo]) * (pos - lo)
+    return torch.cat([flat.mean(1, keepdim=True), flat.var(1, correction=0, keepdim=True), q], dim=1)
+
+
 REFERENCE = {NPLinear: ReferenceNPLinear, HNPLinear: ReferenceHNPLinear, ChannelDropout: ReferenceChannelDropout,
              FeatureReLU: ReferenceFeatureReLU, DWSLayer: ReferenceDWSLayer}
 
@@ -228,9 +239,21 @@ def test_parameter_counts_unchanged():
     """The counts pinned for a SIREN 2-32-32-1 with 10 classes (quick, paper)."""
     spec = siren_spec()
     info = task_info(spec)
-    pinned = {"dwsnet": (41_514, 314_762), "nfn-np": (330_890, 45_459_754), "nfn-hnp": (421_546, 67_521_322)}
+    pinned = {"dwsnet": (41_514, 314_762), "nfn-np": (330_890, 45_459_754), "nfn-hnp": (421_546, 67_521_322),
+              "statnn": (79_370, 1_054_010)}
     for name, counts in pinned.items():
         for profile, count in zip(("quick", "paper"), counts):
             with torch.device("meta"):
                 model = build_method(name, info, profile=profile)
             assert sum(p.numel() for p in model.parameters()) == count, (name, profile)
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+@pytest.mark.parametrize("n", [1, 2, 5, SELECT_FROM - 1, SELECT_FROM, SELECT_FROM + 1, 1024, 1031])
+def test_statnn_statistics_match_sorting(n, ties):
+    g = torch.Generator().manual_seed(n)
+    x = torch.randint(0, 4, (6, n), generator=g) if ties else torch.randn(6, n, generator=g)
+    x = x.to(torch.float64)
+    torch.testing.assert_close(tensor_stats(x), reference_tensor_stats(x), rtol=0, atol=1e-12)
+    expected = torch.quantile(x, torch.tensor(QUANTILES, dtype=x.dtype), dim=1).T
+    torch.testing.assert_close(tensor_stats(x)[:, 2:], expected, rtol=0, atol=1e-12)
