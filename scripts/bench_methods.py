@@ -8,10 +8,12 @@ For every method and profile, on a batch of SIRENs 2-32-32-1 (``siren_init``, 10
 - samples/s: batch / median seconds of one training step (zero_grad, forward, cross-entropy,
   backward, AdamW step), timed after warm-up steps; repeats stop at ``--repeats`` or after
   ``--budget`` seconds (at least one); a step longer than the budget (the big paper
-  profiles) is timed once, by the memory-profiled step, so it runs only twice in all;
+  profiles) is timed once, by the memory-profiled step, the only full-batch step it runs;
 - FLOPs/sample: forward + backward FLOPs of that step counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention only:
-  element-wise work, reductions and the optimiser are not counted), divided by the batch;
+  element-wise work, reductions and the optimiser are not counted) on 2 and 4 samples and
+  extrapolated to the batch (exact: the count is affine in the batch size, checked), divided
+  by the batch;
 - GFLOP/s and % of peak: those FLOPs over the median step time, and that rate over this
   machine's matmul peak measured in the same run (a square ``--peak-size`` matmul of the
   run's precision on ``--threads`` threads or on the GPU; the best rate seen in a second
@@ -57,6 +59,7 @@ from datasets.weights import WeightSpace  # noqa: E402
 
 CLASSES = 10
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SMALL_BATCHES = (2, 4)  # FLOPs are counted at these batch sizes and extrapolated
 
 
 @dataclass
@@ -121,15 +124,24 @@ def make_step(loss: Callable, optimiser: torch.optim.Optimizer, weights: WeightS
     return step
 
 
-def counted_step(loss: Callable, optimiser: torch.optim.Optimizer, weights: WeightSpace,
-                 targets: torch.Tensor) -> int:
-    """One eager training step (the first: it also creates the optimiser state); returns
-    its forward + backward FLOPs."""
-    optimiser.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as counter:
-        loss(weights, targets).backward()
+def count_flops(loss: Callable, optimiser: torch.optim.Optimizer, weights: WeightSpace,
+                targets: torch.Tensor) -> int:
+    """Forward + backward FLOPs of a step on the whole batch, counted on its first 2 and
+    first 4 samples and extrapolated (the count is affine in the batch size: every method
+    computes per sample). Ends with an optimiser step, so the optimiser state exists
+    before anything is timed."""
+    counts = []
+    for size in SMALL_BATCHES:
+        optimiser.zero_grad(set_to_none=True)
+        with FlopCounterMode(display=False) as counter:
+            loss(weights[:size], targets[:size]).backward()
+        counts.append(counter.get_total_flops())
     optimiser.step()
-    return counter.get_total_flops()
+    (a, b), (fa, fb) = SMALL_BATCHES, counts
+    per_sample, rest = divmod(fb - fa, b - a)
+    if rest:
+        raise RuntimeError(f"FLOPs not affine in the batch size: {fa} at {a}, {fb} at {b}")
+    return fa + per_sample * (len(weights) - a)
 
 
 def profiled_step(step: Callable[[], None], optimiser: torch.optim.Optimizer,
@@ -187,7 +199,7 @@ def bench(name: str, profile_name: str, args: argparse.Namespace, device: torch.
     model = build_method(name, task, profile=profile_name).to(device).train()
     optimiser = torch.optim.AdamW(model.parameters(), **METHODS[name].optim)
     eager = make_loss(model, args.precision, device)
-    flops = counted_step(eager, optimiser, weights, targets)
+    flops = count_flops(eager, optimiser, weights, targets)
     step = make_step(torch.compile(eager) if args.compile else eager, optimiser, weights, targets)
     if args.compile:
         step()  # compilation
@@ -237,6 +249,8 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=3.0, help="seconds of timed steps (at least one step)")
     p.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak (1024 CPU, 8192 GPU)")
     args = p.parse_args()
+    if args.batch < SMALL_BATCHES[-1]:
+        raise SystemExit(f"bench_methods: --batch must be at least {SMALL_BATCHES[-1]}, got {args.batch}")
     names = parse_list(args.methods, list(METHODS), "method")
     profiles = parse_list(args.profiles, list(PROFILES), "profile")
     torch.set_num_threads(args.threads)
