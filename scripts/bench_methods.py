@@ -246,7 +246,7 @@ def main() -> None:
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     p.add_argument("--repeats", type=int, default=10, help="most timed steps")
-    p.add_argument("--budget", type=float, default=3.0, help="seconds of timed steps (at least one step)")
+    p.add_argument("--budget", type=float, default=2.0, help="seconds of timed steps (at least one step)")
     p.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak (1024 CPU, 8192 GPU)")
     args = p.parse_args()
     if args.batch < SMALL_BATCHES[-1]:
