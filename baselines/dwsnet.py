@@ -140,16 +140,26 @@ class DWSLayer(nn.Module):
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         by_row = [reduce(x, (2,), self.reduction) for x in xs]  # pooled over the column axis
         g = torch.cat([reduce(p, (1,), self.reduction).flatten(1) for p in by_row], dim=1)
-        ys = [t[:, None, None, :] for t in self.glob(g).split(self.out_dims, dim=1)]
+        # per slot, the terms constant along its columns ((B, r, 1, F)) and along its rows ((B, 1, c, F))
+        along_rows = [t[:, None, None, :] for t in self.glob(g).split(self.out_dims, dim=1)]
+        along_cols: list[Tensor | None] = [None] * len(xs)
         for a, idx in self.touching.items():
             # per neuron of hidden layer a: every tensor indexed by a, pooled over its other axis
             parts = [by_row[i].squeeze(2) if self.slots[i].row == a
                      else reduce(xs[i], (1,), self.reduction).squeeze(1) for i in idx]
             outs = self.neuron[str(a)](torch.cat(parts, dim=-1)).split([self.out_dims[i] for i in idx], dim=-1)
             for i, o in zip(idx, outs):
-                ys[i] = ys[i] + (o.unsqueeze(2) if self.slots[i].row == a else o.unsqueeze(1))
-        for i, fc in self.own.items():
-            ys[int(i)] = ys[int(i)] + fc(xs[int(i)])
+                if self.slots[i].row == a:
+                    along_rows[i] = along_rows[i] + o.unsqueeze(2)
+                else:
+                    along_cols[i] = o.unsqueeze(1) if along_cols[i] is None else along_cols[i] + o.unsqueeze(1)
+        ys = []
+        for i, (x, rows, cols) in enumerate(zip(xs, along_rows, along_cols)):
+            if str(i) in self.own:  # a full tensor: one matmul, then the broadcasts added in place
+                y = F.linear(x, self.own[str(i)].weight).add_(rows)
+                ys.append(y if cols is None else y.add_(cols))
+            else:
+                ys.append(rows if cols is None else rows + cols)
         return ys
 
 

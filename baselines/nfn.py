@@ -83,9 +83,9 @@ class NFN(nn.Module):
         for width in channels:
             mods.append(NPLinear(spec, c, width, io_embed=io == "learned") if mode == "np"
                         else HNPLinear(spec, c, width))
-            mods.append(FeatureReLU())
-            if feature_dropout:
+            if feature_dropout:  # dropout before the ReLU: the same (the scale is >= 0), both in place
                 mods.append(ChannelDropout(feature_dropout))
+            mods.append(FeatureReLU())
             c = width
         self.features = nn.Sequential(*mods)
         self.pool = pool

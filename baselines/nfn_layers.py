@@ -146,7 +146,8 @@ class IOSinusoidal(nn.Module):
 
 class ChannelDropout(nn.Module):
     """NFN ``ChannelDropout``: drops whole channels of a weight feature (per network), and
-    bias entries independently."""
+    bias entries independently. Works in place: its input must be a fresh layer output
+    that nothing else holds (as in ``NFN``, where it follows an NF-Layer)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -158,17 +159,32 @@ class ChannelDropout(nn.Module):
 
         def drop_channels(w: Tensor) -> Tensor:
             keep = torch.rand(w.shape[0], 1, 1, w.shape[-1], device=w.device) >= self.p
-            return w * keep.to(w.dtype) / (1 - self.p)
-        return feats.map(drop_channels, lambda b: nn.functional.dropout(b, self.p, True))
+            return w.mul_(keep.to(w.dtype) / (1 - self.p))
+        return feats.map(drop_channels, lambda b: nn.functional.dropout(b, self.p, True, inplace=True))
 
 
-def _means(feats: Features) -> tuple[list[Tensor], list[Tensor]]:
-    """Per weight: mean over rows ``(B, in, F)`` and over columns ``(B, out, F)``."""
-    return [w.mean(1) for w in feats.weights], [w.mean(2) for w in feats.weights]
+def axis_means(w: Tensor) -> tuple[Tensor, Tensor]:
+    """Means of a weight feature over its rows ``(B, in, F)`` and over its columns
+    ``(B, out, F)``, as sums scaled afterwards: the backward of a sum is a broadcast view,
+    that of a mean a materialised division of the whole tensor."""
+    return w.sum(1) / w.shape[1], w.sum(2) / w.shape[2]
 
 
-def _global_means(feats: Features) -> list[Tensor]:
-    return [w.mean((1, 2)) for w in feats.weights] + [b.mean(1) for b in feats.biases]
+def _global_means(feats: Features, col_means: list[Tensor] | None = None) -> list[Tensor]:
+    """Mean of every weight feature over (rows, columns), then of every bias over its rows;
+    from ``col_means`` (``axis_means(w)[1]`` of every weight) when given."""
+    if col_means is None:
+        col_means = [w.sum(2) / w.shape[2] for w in feats.weights]
+    return [c.mean(1) for c in col_means] + [b.mean(1) for b in feats.biases]
+
+
+def point_plus_broadcasts(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``x @ weight.T + rows[:, None] + cols[:, :, None]`` for ``x`` ``(B, out, in, F)``,
+    ``rows`` ``(B, in, F')`` and ``cols`` ``(B, out, F')``: one matmul and two in-place
+    broadcast adds, so no broadcast tensor is materialised (their backward is a sum)."""
+    y = nn.functional.linear(x, weight)
+    y.add_(rows.unsqueeze(1))
+    return y.add_(cols.unsqueeze(2))
 
 
 class NPLinear(nn.Module):
@@ -215,16 +231,17 @@ class NPLinear(nn.Module):
         if self.io_embed:
             feats = self._embed(feats)
         W, bs = feats.weights, feats.biases
-        row_mean, col_mean = _means(feats)
-        g = torch.cat(_global_means(feats), dim=-1)
+        row_mean, col_mean = map(list, zip(*map(axis_means, W)))
+        g = torch.cat(_global_means(feats, col_mean), dim=-1)
         L = len(W)
         out_w, out_b = [], []
         for i in range(L):
             rows = [row_mean[i]] + ([col_mean[i - 1], bs[i - 1]] if i > 0 else [])
             cols = [col_mean[i], bs[i]] + ([row_mean[i + 1]] if i < L - 1 else [])
             r, c = torch.cat(rows, -1), torch.cat(cols, -1)
-            out_w.append(self.point[i](W[i]) + self.row[i](r)[:, None] + self.col[i](c)[:, :, None]
-                         + self.glob[i](g)[:, None, None])
+            shared = self.glob[i](g) + self.point[i].bias  # the same for every entry
+            out_w.append(point_plus_broadcasts(W[i], self.point[i].weight, self.row[i](r) + shared[:, None],
+                                               self.col[i](c)))
             out_b.append(self.bias_col[i](c) + self.bias_glob[i](g)[:, None])
         return Features(tuple(out_w), tuple(out_b))
 
@@ -272,10 +289,10 @@ class HNPLinear(nn.Module):
         W, bs = feats.weights, feats.biases
         L = len(W)
         B = W[0].shape[0]
-        row_mean, col_mean = _means(feats)
+        row_mean, col_mean = map(list, zip(*map(axis_means, W)))
         first_rows = W[0].flatten(2)                   # (B, n_1, n_in * F_0): row j of W^(0)
         last_cols = W[-1].transpose(1, 2).flatten(2)   # (B, n_{L-1}, n_out * F): column k of W^(L-1)
-        g = torch.cat(_global_means(feats) + [row_mean[0].flatten(1), col_mean[-1].flatten(1),
+        g = torch.cat(_global_means(feats, col_mean) + [row_mean[0].flatten(1), col_mean[-1].flatten(1),
                                               bs[-1].flatten(1)], dim=-1)
 
         def prev(i: int) -> list[Tensor]:  # seen by column k of W^(i): neuron k of layer i
@@ -291,8 +308,9 @@ class HNPLinear(nn.Module):
         for m, i in enumerate(range(1, L - 1)):
             r = torch.cat([row_mean[i]] + prev(i), -1)
             c = torch.cat([col_mean[i], bs[i]] + nxt(i), -1)
-            out_w.append(self.point[m](W[i]) + self.row[m](r)[:, None] + self.col[m](c)[:, :, None]
-                         + self.glob[m](g)[:, None, None])
+            shared = self.glob[m](g) + self.point[m].bias  # the same for every entry
+            out_w.append(point_plus_broadcasts(W[i], self.point[m].weight, self.row[m](r) + shared[:, None],
+                                               self.col[m](c)))
             out_b.append(self.bias_col[m](c) + self.bias_glob[m](g)[:, None])
         pl = torch.cat([last_cols] + prev(L - 1), -1)
         wl = self.last(pl) + self.last_glob(g)[:, None]   # (B, n_{L-1}, n_out * F_out)
@@ -310,7 +328,8 @@ def hnp_pool(feats: Features) -> Tensor:
     """NFN ``HNPPool``: like ``np_pool`` but input and output positions are kept: the first
     weight is averaged over rows only, the last over columns only, the last bias is kept."""
     W, bs = feats.weights, feats.biases
-    parts = [W[0].mean(1).flatten(1)] + [w.mean((1, 2)) for w in W[1:-1]] + [W[-1].mean(2).flatten(1)]
+    parts = [W[0].mean(1).flatten(1)] + [w.sum((1, 2)) / (w.shape[1] * w.shape[2]) for w in W[1:-1]]
+    parts += [W[-1].mean(2).flatten(1)]
     parts += [b.mean(1) for b in bs[:-1]] + [bs[-1].flatten(1)]
     return torch.cat(parts, dim=-1)
 
@@ -325,7 +344,8 @@ def pool_dim(spec: ArchSpec, channels: int, kind: str) -> int:
 
 
 class FeatureReLU(nn.Module):
-    """ReLU on every weight and bias feature."""
+    """ReLU on every weight and bias feature, in place (its input must be a fresh layer
+    output that nothing else holds)."""
 
     def forward(self, feats: Features) -> Features:
-        return feats.map(torch.relu)
+        return feats.map(torch.relu_)
