@@ -40,8 +40,10 @@ def parse_value(label: str, text: Any, default: Any) -> Any:
 
 
 def _number(value: float) -> str:
-    """``10000000`` as ``10,000,000``, ``1e-12`` as ``1e-12``."""
-    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 1 else f"{value:g}"
+    """``10000000`` as ``10,000,000``, ``4096`` as ``4096``, ``1e-12`` as ``1e-12``."""
+    if float(value).is_integer():
+        return f"{int(value):,}" if abs(value) >= 10_000 else str(int(value))
+    return f"{value:g}"
 
 
 @dataclass(frozen=True)
