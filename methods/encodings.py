@@ -203,15 +203,26 @@ class GraphEncoder(nn.Module):
             e.append(self._edges(w, reversed_, torch.tensor(block.edge_type, device=ws.device)))
         return LayeredGraph(structure, len(ws)), x, e
 
-    def embed(self, weights: Weights, body: Callable[..., Tensor], layered: bool) -> Tensor:
-        """``body(ops, x, e) -> (n, F)`` on the batch in the chosen layout (layered: once per
-        architecture group), as ``(B, F)`` in batch order."""
-        if not layered:
+    def embed(self, weights: Weights, body: Callable[..., Tensor], layered: list[bool]) -> Tensor:
+        """``body(ops, x, e) -> (n, F)`` on the batch, as ``(B, F)`` in batch order: each
+        architecture group flagged in ``layered`` in the layered layout, the others together
+        as one edge list (every network's features depend on it alone)."""
+        if not any(layered):
             graph, x, e = self(weights)
             return body(EdgeListGraph(graph), x, [e])
         if isinstance(weights, WeightSpace):
             return body(*self.layered(weights))
-        return weights.apply(lambda ws: body(*self.layered(ws)))
+        parts = [(weights.positions(g), body(*self.layered(ws)))
+                 for g, ws in enumerate(weights.groups) if layered[g]]
+        rest = [weights.positions(g) for g, flag in enumerate(layered) if not flag]
+        if rest:
+            rest = torch.cat(rest).sort().values
+            graph, x, e = self(weights[rest])
+            parts.append((rest, body(EdgeListGraph(graph), x, [e])))
+        out = parts[0][1].new_empty((len(weights), *parts[0][1].shape[1:]))
+        for positions, features in parts:
+            out[positions.to(out.device)] = features
+        return out
 
 
 READOUTS = ("output", "mean")

@@ -44,7 +44,10 @@ from methods.graph import EDGE_TYPES
 LAYOUTS = ("auto", "layered", "sparse")
 LAYERED_AGGREGATORS = ("mean", "sum", "min", "max", "var", "std")
 STD_EPS = 1e-5  # torch_geometric's StdAggregation clamps the variance here
-MIN_GROUP = 8  # "auto" goes layered when the architecture groups average this many networks
+# "auto" runs an architecture group layered from this many edges (networks x edges each):
+# below it the blocks' per-operation overhead outweighs their speed (break-even of the
+# quick profiles on a 2-core CPU, scripts/bench_graph.py --archs small-mlps)
+LAYERED_MIN_EDGES = 8192
 
 
 def check_layout(layout: str, method: str, unsupported: str = "") -> None:
@@ -56,14 +59,14 @@ def check_layout(layout: str, method: str, unsupported: str = "") -> None:
         raise ConfigError(f"{method}: layout 'layered' is unavailable: {unsupported}; use 'sparse' or 'auto'")
 
 
-def use_layered(layout: str, weights: Weights, supported: bool = True) -> bool:
-    """Whether a batch runs layered: always for ``layered``, never for ``sparse``; for
-    ``auto`` when ``supported`` and the batch's architecture groups average at least
-    ``MIN_GROUP`` networks (one group always qualifies)."""
+def layered_groups(layout: str, weights: Weights, supported: bool = True) -> list[bool]:
+    """Per architecture group of the batch, whether it runs layered: all for ``layered``,
+    none for ``sparse``; for ``auto`` (when ``supported``) the groups with at least
+    ``LAYERED_MIN_EDGES`` edges. The other groups run together as one edge list."""
+    groups = as_mixed(weights).groups
     if layout != "auto":
-        return layout == "layered"
-    groups = len(as_mixed(weights).groups)
-    return supported and (groups == 1 or len(weights) >= MIN_GROUP * groups)
+        return [layout == "layered"] * len(groups)
+    return [supported and len(ws) * LayeredStructure.of(ws.spec).num_edges >= LAYERED_MIN_EDGES for ws in groups]
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ class LayeredStructure:
     @property
     def num_nodes(self) -> int:
         return self.offsets[-1]
+
+    @property
+    def num_edges(self) -> int:
+        return sum(self.widths[b.dst] * (1 if b.diagonal else self.widths[b.src]) for b in self.blocks)
 
 
 _COMBINE = {"sum": torch.add, "sumsq": torch.add, "max": torch.maximum, "min": torch.minimum}

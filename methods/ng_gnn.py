@@ -14,10 +14,10 @@ mates); the degree histogram is counted on the actual graphs (reverse edges incl
 Paper profile: hidden 32, 4 layers, dropout 0.2, reverse edges, 128 Fourier features
 (sigma 3), AdamW lr 1e-3, weight decay 5e-4.
 
-``layout`` (``methods.layouts``): ``auto`` (default) runs a batch as dense per-layer blocks
-when its architecture groups are large enough (``layouts.use_layered``), else as the
-``torch_geometric`` edge list; ``layered`` / ``sparse`` force one. Both compute the same
-function; the layered one is faster.
+``layout`` (``methods.layouts``): ``auto`` (default) runs each architecture group with
+enough edges as dense per-layer blocks and the rest of the batch as one ``torch_geometric``
+edge list (``layouts.layered_groups``); ``layered`` / ``sparse`` force one. Both compute
+the same function; the blocks are faster on large groups.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from datasets.weight_dataset import TaskInfo
 from datasets.weights import Weights
 from methods.encodings import GraphEncoder, readout_dim
 from methods.graph import degree_histogram
-from methods.layouts import LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, check_layout, use_layered
+from methods.layouts import LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
 COMMON = {"aggregators": ("mean", "min", "max", "std"), "scalers": ("identity", "amplification"),
           "sigma": 3.0, "readout": "output", "probes": 0, "probe_size": 16, "layout": "auto"}
@@ -87,7 +87,7 @@ class FiLMPNAConv(nn.Module):
     def forward(self, x: Tensor, film: list[tuple[Tensor, Tensor]], ops: EdgeListGraph | LayeredGraph) -> Tensor:
         """``film``: per block, ``self.film`` of the edge features as ``(scale, shift)``."""
         a, b = self.pre_i(x), self.pre_j(x)
-        messages = [torch.addcmul(shift, scale, ops.receiver(a, k) + ops.sender(b, k))
+        messages = [shift + scale * (ops.receiver(a, k) + ops.sender(b, k))  # (addcmul's backward takes more passes)
                     for k, (scale, shift) in enumerate(film)]
         out = self.scalers(ops.aggregate(messages, self.aggregators), ops.log_degree(x))
         return self.lin(self.post(torch.cat([x, out], dim=-1)))
@@ -148,7 +148,7 @@ class NGGNN(nn.Module):
                                   nn.ReLU(), nn.Linear(hidden, info.out_dim))
 
     def forward(self, weights: Weights) -> Tensor:
-        layered = use_layered(self.layout, weights, self.layered_ok)
+        layered = layered_groups(self.layout, weights, self.layered_ok)
         return self.head(self.encode.embed(weights, self.features, layered))
 
     def features(self, ops: EdgeListGraph | LayeredGraph, x: Tensor, e: list[Tensor]) -> Tensor:

@@ -17,9 +17,9 @@ feature; padded nodes of smaller networks in a mixed batch are masked out.
 Paper profile: d_node 64, d_edge 32, attention 128, 8 heads, 4 layers, dropout 0.2, 128
 Fourier features (sigma 1), AdamW lr 1e-3, weight decay 5e-4.
 
-``layout`` (``methods.layouts``, with ``dense=False``): ``auto`` (default) runs a batch as
-dense per-layer blocks when its architecture groups are large enough, else as the edge
-list; ``layered`` / ``sparse`` force one. Both compute the same function; the layered one
+``layout`` (``methods.layouts``, with ``dense=False``): ``auto`` (default) runs each
+architecture group with enough edges as dense per-layer blocks and the rest of the batch as
+one edge list; ``layered`` / ``sparse`` force one. Both compute the same function; the layered one
 sums over senders before projecting (:meth:`RTAttention._layered`).
 """
 
@@ -37,7 +37,7 @@ from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import Weights
 from methods.encodings import GraphEncoder, readout_dim
-from methods.layouts import EdgeListGraph, LayeredGraph, check_layout, use_layered
+from methods.layouts import EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
 COMMON = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False,
           "layout": "auto"}
@@ -109,34 +109,19 @@ class RTAttention(nn.Module):
         return self.out(ops.attend(scores, values).flatten(-2))
 
     def _layered(self, x: Tensor, e: list[Tensor], ops: LayeredGraph) -> Tensor:
-        """The same attention, rearranged so that no ``(edges, d_attn)`` tensor is built for
-        the node and ``ev`` terms: with ``ek = W_ek e`` etc. per head,
-        ``(q + eq) . (k + ek) = q . k + (W_ek^T q) . e + (W_eq^T k) . e + eq . ek`` (the first
-        three are batched products of a block's nodes and edges), and
-        ``sum_j a_ij ev_ij = W_ev sum_j a_ij e_ij``. Only ``eq . ek`` and ``v * em`` run per
-        edge and channel."""
+        """The same attention with the ``ev`` term summed over senders before its
+        projection, ``sum_j a_ij W_ev e_ij = W_ev sum_j a_ij e_ij`` (one batched product per
+        block instead of an ``(edges, d_attn)`` tensor), and the softmax normalised per
+        receiver rather than per edge."""
         q, k, v = self.node_qkv(x).unflatten(-1, (3, self.heads, -1)).unbind(-3)  # (B, N, H, dh)
         w_eq, w_ek, w_ev, w_em = self.edge_qkv.weight.unflatten(0, (4, self.heads, -1)).unbind(0)
-        q_e = torch.einsum("bnhc,hcm->bnhm", q, w_ek)  # (B, N, H, d_edge)
-        k_e = torch.einsum("bnhc,hcm->bnhm", k, w_eq)
-        scores, ems = [], []
+        scores, modulations = [], []
         for b, e_b in enumerate(e):
-            block = ops.structure.blocks[b]
-            eq = F.linear(e_b, w_eq.flatten(0, 1)).unflatten(-1, (self.heads, -1))
-            ek = F.linear(e_b, w_ek.flatten(0, 1)).unflatten(-1, (self.heads, -1))
-            ems.append(F.linear(e_b, w_em.flatten(0, 1)).unflatten(-1, (self.heads, -1)))
-            q_i, k_j = ops.layer(q, block.dst), ops.layer(k, block.src)
-            qe_i, ke_j = ops.layer(q_e, block.dst), ops.layer(k_e, block.src)
-            score = (eq * ek).sum(-1)  # first, so that the sum keeps its contiguous layout
-            if block.diagonal:
-                score = score + (q_i * k_j).sum(-1) + (e_b.unsqueeze(-2) * (qe_i + ke_j)).sum(-1)
-            else:
-                score = (score + torch.einsum("bihc,bjhc->bijh", q_i, k_j)
-                         + torch.einsum("bijm,bihm->bijh", e_b, qe_i) + torch.einsum("bijm,bjhm->bijh", e_b, ke_j))
-            scores.append(score * self.scale)
+            eq, ek, em = (F.linear(e_b, w.flatten(0, 1)).unflatten(-1, (self.heads, -1)) for w in (w_eq, w_ek, w_em))
+            scores.append(((ops.receiver(q, b) + eq) * (ops.sender(k, b) + ek)).sum(-1) * self.scale)
+            modulations.append(ops.sender(v, b) * em)
         weights, total = ops.softmax(scores)
-        modulated = ops.sum_incoming([w.unsqueeze(-1) * (ops.sender(v, b) * em)
-                                      for b, (w, em) in enumerate(zip(weights, ems))])
+        modulated = ops.sum_incoming([w.unsqueeze(-1) * vm for w, vm in zip(weights, modulations)])
         pooled = ops.merge([  # sum_j a_ij e_ij per head, (B, n_dst, H, d_edge) per block
             w.unsqueeze(-1) * e_b.unsqueeze(-2) if ops.structure.blocks[b].diagonal
             else (e_b.transpose(-1, -2) @ w).transpose(-1, -2)  # this order keeps w's gradient contiguous
@@ -223,7 +208,7 @@ class NGT(nn.Module):
         if self.dense:
             graph, x, e = self.encode(weights)
             return self.head(self.features(*self._densify(graph, x, e)))
-        return self.head(self.encode.embed(weights, self.features, use_layered(self.layout, weights)))
+        return self.head(self.encode.embed(weights, self.features, layered_groups(self.layout, weights)))
 
     def features(self, ops: Layout, x: Tensor, e: list[Tensor]) -> Tensor:
         """The transformer layers on one layout, then the invariant readout."""

@@ -2,14 +2,18 @@
 and layered (dense blocks) layouts of ``methods.layouts``.
 
     python scripts/bench_graph.py [--methods ng-gnn ng-t] [--profiles quick paper]
-        [--archs siren cnn-zoo] [--batch 128] [--repeats 5] [--threads 1] [--flops]
+        [--archs siren cnn-zoo small-mlps] [--batch 128] [--repeats 5] [--threads 1] [--flops]
 
 One training step = forward, cross-entropy, backward, AdamW step, on a fixed batch of
 random float32 networks: ``siren`` the DWSNets SIREN 2-32-32-1, ``cnn-zoo`` the Small CNN
 Zoo architecture (3 x conv 16, 3x3, stride 2, then linear 16-10; half ReLU and half tanh
-networks, batched as a ``MixedWeights`` of two architectures, as the zoo is). Both layouts
+networks, batched as a ``MixedWeights`` of two architectures, as the zoo is), and
+``small-mlps`` eight architectures of tiny ReLU MLPs 2-w-8-1 (w = 8..15), where the edge
+list beats the blocks (the case ``methods.layouts.LAYERED_MIN_EDGES`` is set by). Both layouts
 start from the same parameters and their steps are interleaved (ABBA) in one process, so
-load from other processes hits both; the figures are medians over ``--repeats`` steps.
+load from other processes hits both; the figures are medians over ``--repeats`` steps, in
+wall-clock time (samples/s) and in this process's CPU time (``cpu-s``: on a machine shared
+with other jobs, the steadier of the two).
 The 1024 x 1024 float32 matmul rate is measured between the steps as the machine's
 reference. ``--flops`` counts the FLOPs of one step (``torch.utils.flop_counter``: matrix
 products only) and reports them per sample and as a fraction of that reference rate.
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import methods  # noqa: E402,F401  (registers the methods)
 from datasets.method_table import build_method  # noqa: E402
 from datasets.normalisation import LayerStats  # noqa: E402
-from datasets.spec import ArchSpec, Layer, siren_spec  # noqa: E402
+from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec  # noqa: E402
 from datasets.weight_dataset import TaskInfo  # noqa: E402
 from datasets.weights import MixedWeights, WeightSpace  # noqa: E402
 
@@ -86,7 +90,8 @@ def step_flops(model: torch.nn.Module, weights, labels: torch.Tensor) -> int:
 
 def bench(method: str, profile: str, arch: str, args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(0)
-    specs = [siren_spec()] if arch == "siren" else [zoo_spec("relu"), zoo_spec("tanh")]
+    specs = {"siren": [siren_spec()], "cnn-zoo": [zoo_spec("relu"), zoo_spec("tanh")],
+             "small-mlps": [mlp_spec([2, w, 8, 1], "relu") for w in range(8, 16)]}[arch]
     stats = {s: LayerStats.of(random_batch([s], 64, generator)) for s in specs}
     task = TaskInfo(tuple(specs), 10, "classification", stats)
     weights = random_batch(specs, args.batch, generator)
@@ -130,7 +135,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", default=["ng-gnn", "ng-t"])
     p.add_argument("--profiles", nargs="+", default=["quick", "paper"])
-    p.add_argument("--archs", nargs="+", default=["siren", "cnn-zoo"], choices=["siren", "cnn-zoo"])
+    p.add_argument("--archs", nargs="+", default=["siren", "cnn-zoo"], choices=["siren", "cnn-zoo", "small-mlps"])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5, help="timed steps per layout (interleaved)")
     p.add_argument("--threads", type=int, default=1)

@@ -19,7 +19,8 @@ from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
 from methods.encodings import GraphEncoder
 from methods.graph import EDGE_TYPES, GraphConverter
-from methods.layouts import MIN_GROUP, EdgeListGraph, LayeredGraph, LayeredStructure, SenderStats, use_layered
+from methods import layouts
+from methods.layouts import EdgeListGraph, LayeredStructure, SenderStats, layered_groups
 
 torch.set_num_threads(1)
 
@@ -55,7 +56,7 @@ def _lookup(keys, index: dict, edge_type: int, reversed_: bool):
     return [_lookup(k, index, edge_type, reversed_) for k in keys]
 
 
-def layouts(spec: ArchSpec, batch: int = 3, probes: int = 0):
+def both_layouts(spec: ArchSpec, batch: int = 3, probes: int = 0):
     """Encoder of ``spec``, a batch, and both layouts' ``(ops, x, e)``."""
     torch.manual_seed(0)
     encoder = GraphEncoder((spec,), task_info(spec).stats, 6, 5, fourier=8, probes=probes).double()
@@ -87,7 +88,7 @@ def test_structure_matches_the_edge_list(name):
 @pytest.mark.parametrize("probes", [0, 3])
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_encoded_features_are_the_same(name, probes):
-    ws, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = layouts(SPECS[name], probes=probes)
+    ws, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = both_layouts(SPECS[name], probes=probes)
     assert torch.allclose(x_l.flatten(0, 1), x_s, atol=TOLERANCE, rtol=0)
     for e_k, p_k in zip(e_l, pos):
         assert torch.allclose(e_k, e_s[p_k], atol=TOLERANCE, rtol=0)
@@ -97,7 +98,7 @@ def test_encoded_features_are_the_same(name, probes):
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_aggregators_degrees_softmax_norm_and_readouts_are_the_same(name):
-    ws, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = layouts(SPECS[name])
+    ws, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = both_layouts(SPECS[name])
     g = torch.Generator().manual_seed(1)
     messages = torch.randn(e_s.shape[0], 4, generator=g, dtype=torch.float64)
     aggregators = ("mean", "sum", "min", "max", "var", "std")
@@ -196,8 +197,20 @@ def test_layout_option():
         model("ng-t", (spec,), layout="layered", dense=True)
     with pytest.raises(ConfigError, match="aggregators"):
         model("ng-gnn", (spec,), layout="layered", aggregators=("mean", "median"))
-    small = mixed_batch()  # 5 networks in 2 groups: fewer than MIN_GROUP per group
-    big = MixedWeights.cat([small] * MIN_GROUP)
-    assert use_layered("auto", random_weights(spec, 1)) and not use_layered("auto", small)
-    assert use_layered("auto", big) and not use_layered("auto", big, supported=False)
-    assert use_layered("layered", small) and not use_layered("sparse", big)
+    mixed = mixed_batch()  # 3 ReLU MLPs of 212 edges, 2 CNNs of 216
+    assert layered_groups("layered", mixed) == [True, True] and layered_groups("sparse", mixed) == [False, False]
+    assert layered_groups("auto", mixed) == [False, False]  # too few edges: the edge list is faster
+    big = MixedWeights.cat([mixed] * (layouts.LAYERED_MIN_EDGES // 400 + 1))  # >= 2 x 216 edges each time
+    assert layered_groups("auto", big) == [True, True] and layered_groups("auto", big, supported=False) == [False, False]
+
+
+@pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
+def test_auto_runs_large_groups_layered_and_the_rest_as_one_edge_list(method, monkeypatch):
+    monkeypatch.setattr(layouts, "LAYERED_MIN_EDGES", 600)
+    net, mixed = model(method, (SPECS["relu"], CNN_RES)), mixed_batch()
+    assert layered_groups("auto", mixed) == [True, False]
+    out = net(mixed)
+    net.layout = "sparse"
+    assert torch.allclose(out, net(mixed), atol=TOLERANCE, rtol=0)
+    for g, group in enumerate(mixed.groups):
+        assert torch.allclose(out[mixed.positions(g)], net(group), atol=TOLERANCE, rtol=0)
