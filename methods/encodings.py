@@ -29,16 +29,16 @@ on the edge list, :meth:`GraphEncoder.layered` per block of one architecture.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
+from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.normalisation import Normaliser
-from datasets.errors import UnsupportedArchitecture
 from datasets.spec import ArchSpec
 from datasets.weights import Weights, WeightSpace, as_mixed
 from methods.graph import EDGE_TYPES, NUM_ACTIVATION_IDS, GraphConverter

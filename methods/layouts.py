@@ -27,7 +27,7 @@ so that a model can sum over senders before projecting, without per-edge value t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache, reduce
+from functools import cache, reduce
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +66,8 @@ def layered_groups(layout: str, weights: Weights, supported: bool = True) -> lis
     groups = as_mixed(weights).groups
     if layout != "auto":
         return [layout == "layered"] * len(groups)
-    return [supported and len(ws) * LayeredStructure.of(ws.spec).num_edges >= LAYERED_MIN_EDGES for ws in groups]
+    return [supported and len(ws) * LayeredStructure.of(ws.spec).num_edges >= LAYERED_MIN_EDGES
+            for ws in groups]
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,14 @@ class LayeredStructure:
     degree: tuple[int, ...]
 
     @staticmethod
-    @lru_cache(maxsize=None)
+    @cache
     def of(spec: ArchSpec, reverse: bool = True) -> LayeredStructure:
         """The (cached) structure of ``spec``."""
         forward = [(l, l + 1, False, EDGE_TYPES.index(layer.kind)) for l, layer in enumerate(spec.layers)]
         forward += [(a, b, True, EDGE_TYPES.index("residual")) for a, b in spec.residual]
         n = len(forward)
-        blocks = [Block(s, d, diag, False, t, n + i if reverse else i) for i, (s, d, diag, t) in enumerate(forward)]
+        blocks = [Block(s, d, diag, False, t, n + i if reverse else i)
+                  for i, (s, d, diag, t) in enumerate(forward)]
         if reverse:
             blocks += [Block(d, s, diag, True, t, i) for i, (s, d, diag, t) in enumerate(forward)]
         widths = spec.widths
@@ -224,8 +226,8 @@ class LayeredGraph:
         order = tuple(k for k in ("sum", "sumsq", "max", "min") if k in wanted)
 
         def one_layer(parts: list[tuple[Tensor, bool]], degree: int) -> Tensor:
-            per_block = [dict(zip(order, _diagonal_stats(m, order) if diagonal else SenderStats.apply(m, order)))
-                         for m, diagonal in parts]
+            per_block = [dict(zip(order, _diagonal_stats(m, order) if diagonal
+                                  else SenderStats.apply(m, order))) for m, diagonal in parts]
             stats = {k: reduce(_COMBINE[k], (b[k] for b in per_block)) for k in order}
             stats["mean"] = stats["sum"] / degree
             if "sumsq" in stats:
@@ -270,7 +272,8 @@ class LayeredGraph:
         """``(1, N, 1)``: ``log(in-degree + 1)`` of every node."""
         s = self.structure
         deg = torch.tensor(s.degree, dtype=like.dtype, device=like.device)
-        return torch.repeat_interleave(deg, torch.tensor(s.widths, device=like.device)).add(1).log()[None, :, None]
+        per_node = torch.repeat_interleave(deg, torch.tensor(s.widths, device=like.device))
+        return per_node.add(1).log()[None, :, None]
 
     def layer_norm(self, norm: nn.Module, x: Tensor) -> Tensor:
         """``torch_geometric``'s graph-mode ``LayerNorm``: one mean and variance per graph
@@ -289,7 +292,7 @@ class LayeredGraph:
         return x.mean(dim=1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _multi_aggregation(aggregators: tuple[str, ...]) -> MultiAggregation:
     return MultiAggregation(list(aggregators))
 

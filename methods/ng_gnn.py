@@ -84,10 +84,12 @@ class FiLMPNAConv(nn.Module):
         self.post = nn.Linear((len(aggregators) * len(scalers) + 1) * dim, dim)
         self.lin = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, film: list[tuple[Tensor, Tensor]], ops: EdgeListGraph | LayeredGraph) -> Tensor:
+    def forward(self, x: Tensor, film: list[tuple[Tensor, Tensor]],
+                ops: EdgeListGraph | LayeredGraph) -> Tensor:
         """``film``: per block, ``self.film`` of the edge features as ``(scale, shift)``."""
         a, b = self.pre_i(x), self.pre_j(x)
-        messages = [shift + scale * (ops.receiver(a, k) + ops.sender(b, k))  # (addcmul's backward takes more passes)
+        # shift + scale * (...) rather than addcmul, whose backward takes two more passes
+        messages = [shift + scale * (ops.receiver(a, k) + ops.sender(b, k))
                     for k, (scale, shift) in enumerate(film)]
         out = self.scalers(ops.aggregate(messages, self.aggregators), ops.log_degree(x))
         return self.lin(self.post(torch.cat([x, out], dim=-1)))
@@ -162,7 +164,7 @@ class NGGNN(nn.Module):
             maps = list(zip(conv.film.weight.chunk(2), conv.film.bias.chunk(2)))  # scale, shift
             if update is not None:
                 maps.append((update.lin_e.weight, None))  # its bias is added on the nodes
-            maps = [composed(w, b, pending) for w, b in maps]  # separate products: cheaper backward than a split
+            maps = [composed(w, b, pending) for w, b in maps]  # separate products: backward cheaper than split
             per_block = [[F.linear(e_k, w, b) for w, b in maps] for e_k in e]
             x = conv(x, [(scale, shift) for scale, shift, *_ in per_block], ops)
             if update is not None:

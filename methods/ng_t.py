@@ -11,16 +11,17 @@ Edge update (all layers but the last): ``e_ij = LN(e_ij + W_1 GELU(W_e [e_ij, e_
 (or the mean over all nodes), then a 2-layer MLP. Linear layers start Xavier-uniform with
 zero biases, as in the authors' code.
 
-By default attention runs over the graph's edges and their reverses. ``dense=True`` is the authors' all-pairs variant:
-every node attends to every node of its network, non-edges carrying a learned "no edge"
-feature; padded nodes of smaller networks in a mixed batch are masked out.
+By default attention runs over the graph's edges and their reverses. ``dense=True`` is the
+authors' all-pairs variant: every node attends to every node of its network, non-edges
+carrying a learned "no edge" feature; padded nodes of smaller networks in a mixed batch are
+masked out.
 Paper profile: d_node 64, d_edge 32, attention 128, 8 heads, 4 layers, dropout 0.2, 128
 Fourier features (sigma 1), AdamW lr 1e-3, weight decay 5e-4.
 
 ``layout`` (``methods.layouts``, with ``dense=False``): ``auto`` (default) runs each
 architecture group with enough edges as dense per-layer blocks and the rest of the batch as
-one edge list; ``layered`` / ``sparse`` force one. Both compute the same function; the layered one
-sums over senders before projecting (:meth:`RTAttention._layered`).
+one edge list; ``layered`` / ``sparse`` force one. Both compute the same function; the
+blocks sum over senders before projecting (:meth:`RTAttention._layered`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class RTAttention(nn.Module):
         w_eq, w_ek, w_ev, w_em = self.edge_qkv.weight.unflatten(0, (4, self.heads, -1)).unbind(0)
         scores, modulations = [], []
         for b, e_b in enumerate(e):
-            eq, ek, em = (F.linear(e_b, w.flatten(0, 1)).unflatten(-1, (self.heads, -1)) for w in (w_eq, w_ek, w_em))
+            eq, ek, em = (F.linear(e_b, w.flatten(0, 1)).unflatten(-1, (self.heads, -1))
+                          for w in (w_eq, w_ek, w_em))
             scores.append(((ops.receiver(q, b) + eq) * (ops.sender(k, b) + ek)).sum(-1) * self.scale)
             modulations.append(ops.sender(v, b) * em)
         weights, total = ops.softmax(scores)

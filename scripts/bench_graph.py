@@ -32,12 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import methods  # noqa: E402,F401  (registers the methods)
-from datasets.method_table import build_method  # noqa: E402
-from datasets.normalisation import LayerStats  # noqa: E402
-from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec  # noqa: E402
-from datasets.weight_dataset import TaskInfo  # noqa: E402
-from datasets.weights import MixedWeights, WeightSpace  # noqa: E402
+import methods  # noqa: F401  (registers the methods)
+from datasets.method_table import build_method
+from datasets.normalisation import LayerStats
+from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
+from datasets.weight_dataset import TaskInfo
+from datasets.weights import MixedWeights, WeightSpace
 
 LAYOUTS = ("sparse", "layered")
 

@@ -17,9 +17,9 @@ from datasets.method_table import build_method
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
 from datasets.weights import MixedWeights, WeightSpace
+from methods import layouts
 from methods.encodings import GraphEncoder
 from methods.graph import EDGE_TYPES, GraphConverter
-from methods import layouts
 from methods.layouts import EdgeListGraph, LayeredStructure, SenderStats, layered_groups
 
 torch.set_num_threads(1)
@@ -88,7 +88,7 @@ def test_structure_matches_the_edge_list(name):
 @pytest.mark.parametrize("probes", [0, 3])
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_encoded_features_are_the_same(name, probes):
-    ws, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = both_layouts(SPECS[name], probes=probes)
+    _, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = both_layouts(SPECS[name], probes=probes)
     assert torch.allclose(x_l.flatten(0, 1), x_s, atol=TOLERANCE, rtol=0)
     for e_k, p_k in zip(e_l, pos):
         assert torch.allclose(e_k, e_s[p_k], atol=TOLERANCE, rtol=0)
@@ -98,7 +98,7 @@ def test_encoded_features_are_the_same(name, probes):
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_aggregators_degrees_softmax_norm_and_readouts_are_the_same(name):
-    ws, (ops_s, x_s, e_s), (ops_l, x_l, e_l), pos = both_layouts(SPECS[name])
+    ws, (ops_s, x_s, e_s), (ops_l, x_l, _), pos = both_layouts(SPECS[name])
     g = torch.Generator().manual_seed(1)
     messages = torch.randn(e_s.shape[0], 4, generator=g, dtype=torch.float64)
     aggregators = ("mean", "sum", "min", "max", "var", "std")
