@@ -19,25 +19,30 @@ appendix; defaults read from the authors' ``GraphConstructor``).
   node feature. Deliberate difference: one projection shared by all layers (the authors
   keep one per layer, which does not extend to zoos of varying depth; the positional
   embedding still tells layers apart).
-- Readout: the output neurons' features concatenated (the authors' default) or the mean
-  over all nodes.
+- Readout (``methods.layouts``): the output neurons' features concatenated (the authors'
+  default) or the mean over all nodes.
+
+Both layouts of ``methods.layouts`` get the same features: :meth:`GraphEncoder.forward`
+on the edge list, :meth:`GraphEncoder.layered` per block of one architecture.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch
-from torch_geometric.nn import global_mean_pool
 
+from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.normalisation import Normaliser
-from datasets.errors import UnsupportedArchitecture
 from datasets.spec import ArchSpec
 from datasets.weights import Weights, WeightSpace, as_mixed
 from methods.graph import EDGE_TYPES, NUM_ACTIVATION_IDS, GraphConverter
+from methods.layouts import EdgeListGraph, LayeredGraph, LayeredStructure
 
 
 class FourierFeatures(nn.Module):
@@ -51,9 +56,18 @@ class FourierFeatures(nn.Module):
     def out_dim(self) -> int:
         return 2 * self.freqs.shape[0]
 
-    def forward(self, v: Tensor) -> Tensor:
+    def forward(self, v: Tensor, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        """The features ``[cos(2 pi v B^T), sin(2 pi v B^T)]``; given ``weight (out, 2 * size)``
+        and ``bias`` (broadcastable to ``(..., out)``), their linear map ``features @ weight.T +
+        bias``, computed without concatenating the cosines and sines."""
         proj = 2 * math.pi * v @ self.freqs.T
-        return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+        if weight is None:
+            return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+        w_cos, w_sin = weight.chunk(2, dim=1)
+        flat, shape = proj.flatten(0, -2), (*proj.shape[:-1], weight.shape[0])
+        out = torch.cos(flat) @ w_cos.T if bias is None else torch.addmm(
+            bias.expand(shape).flatten(0, -2), torch.cos(flat), w_cos.T)
+        return torch.addmm(out, torch.sin(flat), w_sin.T).view(shape)
 
 
 def probe_values(ws: WeightSpace, points: Tensor) -> Tensor:
@@ -108,9 +122,21 @@ class ProbeFeatures(nn.Module):
             values[converter.node_ids(graph, g).flatten()] = vals.reshape(-1, vals.shape[-1])
         return self.proj(values)
 
+    def layered(self, ws: WeightSpace) -> Tensor:
+        """``(B, N, dim)`` probe features of one architecture's (unnormalised) networks."""
+        return self.proj(probe_values(ws, self.points[_probe_key(ws.spec)]))
+
+
+def edge_inputs(kernels: Tensor, reversed_: Tensor) -> Tensor:
+    """``[w, 0, w]`` for forward edges and ``[0, w, w]`` for reversed ones (``reversed_``
+    broadcasts against the edges), per kernel entry."""
+    return torch.cat([kernels.masked_fill(reversed_, 0), kernels.masked_fill(~reversed_, 0), kernels], dim=-1)
+
 
 class GraphEncoder(nn.Module):
-    """Weights -> (graph, node features ``(N, d_node)``, edge features ``(E, d_edge)``)."""
+    """Weights -> node features ``d_node`` and edge features ``d_edge`` of their neural
+    graphs, in either layout of ``methods.layouts``: :meth:`forward` builds the edge list,
+    :meth:`layered` the blocks of one architecture; both compute the same features."""
 
     def __init__(self, specs: tuple[ArchSpec, ...], stats: dict, d_node: int, d_edge: int, *,
                  fourier: int = 128, sigma: float = 3.0, probes: int = 0, probe_size: int = 16,
@@ -132,26 +158,80 @@ class GraphEncoder(nn.Module):
         self.edge_in = nn.Linear(d_edge, d_edge)
         self.probes = ProbeFeatures(specs, probes, d_node, probe_size) if probes else None
 
-    def forward(self, weights: Weights) -> tuple[Batch, Tensor, Tensor]:
-        graph = self.converter(self.normalise(weights))
-        x = self.node_proj(self.node_fourier(graph.x))
-        if self.probes is not None:
-            x = x + self.probes(weights, graph, self.converter)
-        x = self.node_in(x) + self.pos_embed(graph.pos_id)
+    def _nodes(self, bias: Tensor, pos_id: Tensor, act_id: Tensor, probe: Tensor | None) -> Tensor:
+        x = self.node_proj(self.node_fourier(bias))
+        if probe is not None:
+            x = x + probe
+        x = self.node_in(x) + self.pos_embed(pos_id)
         if self.act_embed is not None:
-            x = x + self.act_embed(graph.act_id)
-        w = graph.edge_attr
-        rev = graph.edge_reversed[:, None]
-        raw = torch.cat([w.masked_fill(rev, 0), w.masked_fill(~rev, 0), w], dim=-1)
-        e = self.edge_proj(self.edge_fourier(raw)) + self.type_embed(graph.edge_type)
-        return graph, x, self.edge_in(e)
+            x = x + self.act_embed(act_id)
+        return x
+
+    def _edges(self, kernels: Tensor, reversed_: Tensor, edge_type: Tensor) -> Tensor:
+        """``edge_in(edge_proj(fourier(inputs)) + type_embed(edge_type))``, the two linear maps
+        composed into one."""
+        weight = self.edge_in.weight @ self.edge_proj.weight
+        per_type = (self.edge_proj.bias + self.type_embed.weight) @ self.edge_in.weight.T + self.edge_in.bias
+        return self.edge_fourier(edge_inputs(kernels, reversed_), weight, F.embedding(edge_type, per_type))
+
+    def forward(self, weights: Weights) -> tuple[Batch, Tensor, Tensor]:
+        """The edge-list layout: ``(graph, x (N, d_node), e (E, d_edge))``."""
+        graph = self.converter(self.normalise(weights))
+        probe = self.probes(weights, graph, self.converter) if self.probes is not None else None
+        x = self._nodes(graph.x, graph.pos_id, graph.act_id, probe)
+        return graph, x, self._edges(graph.edge_attr, graph.edge_reversed[:, None], graph.edge_type)
+
+    def layered(self, ws: WeightSpace) -> tuple[LayeredGraph, Tensor, list[Tensor]]:
+        """The layered layout of one architecture's networks: ``(ops, x (B, N, d_node),
+        e)``, ``e`` one tensor per block of ``LayeredStructure.of(ws.spec)``."""
+        structure = LayeredStructure.of(ws.spec)
+        template = self.converter.template(ws.spec, ws.device)
+        norm = self.normalise(ws)
+        bias = torch.cat([norm.weights[0].new_zeros(len(ws), ws.spec.widths[0]), *norm.biases], dim=1)
+        probe = self.probes.layered(ws) if self.probes is not None else None
+        x = self._nodes(bias.unsqueeze(-1), template.pos_id, template.act_id, probe)
+        kernels = self.converter.padded_kernels(norm)
+        eye = self.converter.identity_kernel(kernels[0])
+        e = []
+        for block in structure.blocks:
+            if block.diagonal:
+                w = eye.expand(len(ws), structure.widths[block.src], -1)
+            else:
+                forward_layer = min(block.src, block.dst)
+                w = kernels[forward_layer].transpose(1, 2) if block.reversed else kernels[forward_layer]
+            reversed_ = torch.tensor(block.reversed, device=ws.device)
+            e.append(self._edges(w, reversed_, torch.tensor(block.edge_type, device=ws.device)))
+        return LayeredGraph(structure, len(ws)), x, e
+
+    def embed(self, weights: Weights, body: Callable[..., Tensor], layered: list[bool]) -> Tensor:
+        """``body(ops, x, e) -> (n, F)`` on the batch, as ``(B, F)`` in batch order: each
+        architecture group flagged in ``layered`` in the layered layout, the others together
+        as one edge list (every network's features depend on it alone)."""
+        if not any(layered):
+            graph, x, e = self(weights)
+            return body(EdgeListGraph(graph), x, [e])
+        if isinstance(weights, WeightSpace):
+            return body(*self.layered(weights))
+        parts = [(weights.positions(g), body(*self.layered(ws)))
+                 for g, ws in enumerate(weights.groups) if layered[g]]
+        rest = [weights.positions(g) for g, flag in enumerate(layered) if not flag]
+        if rest:
+            rest = torch.cat(rest).sort().values
+            graph, x, e = self(weights[rest])
+            parts.append((rest, body(EdgeListGraph(graph), x, [e])))
+        out = parts[0][1].new_empty((len(weights), *parts[0][1].shape[1:]))
+        for positions, features in parts:
+            out[positions.to(out.device)] = features
+        return out
 
 
 READOUTS = ("output", "mean")
 
 
 def readout_dim(readout: str, specs: tuple[ArchSpec, ...], dim: int) -> int:
-    """Size of :func:`readout`'s output; ``output`` needs one output width for all specs."""
+    """Size of a graph readout's output (``methods.layouts``: ``output`` concatenates the
+    output neurons' features, ``mean`` averages all nodes); ``output`` needs one output
+    width for all specs."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if readout == "mean":
@@ -162,12 +242,3 @@ def readout_dim(readout: str, specs: tuple[ArchSpec, ...], dim: int) -> int:
             f"readout 'output' concatenates the output neurons, but the architectures have "
             f"{sorted(widths)} outputs; use readout='mean'")
     return widths.pop() * dim
-
-
-def readout(x: Tensor, graph: Batch, mode: str) -> Tensor:
-    """Invariant graph-level features. ``output``: each network's output-neuron features
-    concatenated in order, ``(B, n_out * d)`` (the authors' ``cat`` pooling over the last
-    layer; output neurons are never permuted). ``mean``: mean over all nodes, ``(B, d)``."""
-    if mode == "output":
-        return x[graph.out_nodes].flatten(1)
-    return global_mean_pool(x, graph.batch, size=graph.num_graphs)

@@ -173,18 +173,29 @@ class GraphConverter:
                         position[:num_weight_edges], in_degree.cumsum(0) - in_degree,
                         layer_of, pos_id, acts[layer_of], is_output)
 
-    def _edge_values(self, ws: WeightSpace) -> Tensor:
-        """``(B, E_forward, kernel_size)``: padded kernels of every weight edge, then the
-        identity kernels of the residual edges."""
+    def padded_kernels(self, ws: WeightSpace) -> list[Tensor]:
+        """Per layer ``(B, out, in, kernel_size)``: every weight as a kernel flattened after
+        central zero-padding to the converter's kernel (a linear weight at the centre)."""
         parts = []
         for layer, w in zip(ws.spec.layers, ws.weights):
             w = w if layer.kind == "conv" else w[..., None, None]
             w = F.pad(w, _central_padding(tuple(w.shape[-2:]), self.kernel))
-            parts.append(w.reshape(len(ws), -1, self.kernel_size))
+            parts.append(w.flatten(-2))
+        return parts
+
+    def identity_kernel(self, like: Tensor) -> Tensor:
+        """``(kernel_size,)``: the kernel of a residual edge (1 at the centre)."""
+        eye = like.new_zeros(self.kernel)
+        eye[self.kernel[0] // 2, self.kernel[1] // 2] = 1
+        return eye.flatten()
+
+    def _edge_values(self, ws: WeightSpace) -> Tensor:
+        """``(B, E_forward, kernel_size)``: padded kernels of every weight edge, then the
+        identity kernels of the residual edges."""
+        parts = [w.reshape(len(ws), -1, self.kernel_size) for w in self.padded_kernels(ws)]
+        eye = self.identity_kernel(ws.weights[0])
         for a, _ in ws.spec.residual:
-            eye = ws.weights[0].new_zeros(len(ws), ws.spec.widths[a], *self.kernel)
-            eye[..., self.kernel[0] // 2, self.kernel[1] // 2] = 1
-            parts.append(eye.reshape(len(ws), -1, self.kernel_size))
+            parts.append(eye.expand(len(ws), ws.spec.widths[a], -1))
         return torch.cat(parts, dim=1)
 
     def __call__(self, weights: Weights) -> Batch:

@@ -13,6 +13,11 @@ on its own (theirs normalises over the whole batch, so a prediction depends on i
 mates); the degree histogram is counted on the actual graphs (reverse edges included).
 Paper profile: hidden 32, 4 layers, dropout 0.2, reverse edges, 128 Fourier features
 (sigma 3), AdamW lr 1e-3, weight decay 5e-4.
+
+``layout`` (``methods.layouts``): ``auto`` (default) runs each architecture group with
+enough edges as dense per-layer blocks and the rest of the batch as one ``torch_geometric``
+edge list (``layouts.layered_groups``); ``layered`` / ``sparse`` force one. Both compute
+the same function; the blocks are faster on large groups.
 """
 
 from __future__ import annotations
@@ -22,17 +27,17 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing
-from torch_geometric.nn.aggr import MultiAggregation
 from torch_geometric.nn.norm import LayerNorm
 
 from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
-from methods.encodings import GraphEncoder, readout, readout_dim
+from datasets.weights import Weights
+from methods.encodings import GraphEncoder, readout_dim
 from methods.graph import degree_histogram
+from methods.layouts import LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
 COMMON = {"aggregators": ("mean", "min", "max", "std"), "scalers": ("identity", "amplification"),
-          "sigma": 3.0, "readout": "output", "probes": 0, "probe_size": 16}
+          "sigma": 3.0, "readout": "output", "probes": 0, "probe_size": 16, "layout": "auto"}
 PROFILES = {
     "quick": {"hidden": 16, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
     "paper": {"hidden": 32, "layers": 4, "dropout": 0.2, "fourier": 128, **COMMON},
@@ -52,26 +57,26 @@ class DegreeScalers(nn.Module):
         bins = torch.arange(deg.numel(), dtype=torch.float64)
         self.avg_log = float(((bins + 1).log() * deg).sum() / deg.sum())
 
-    def forward(self, out: Tensor, ptr: Tensor) -> Tensor:
-        log_deg = torch.log(ptr.diff().to(out.dtype) + 1).unsqueeze(-1)
+    def forward(self, out: Tensor, log_deg: Tensor) -> Tensor:
+        """``log_deg``: ``log(in-degree + 1)`` per node, broadcastable against ``out``."""
         scaled = {"identity": lambda: out,
                   "amplification": lambda: out * (log_deg / self.avg_log),
                   "attenuation": lambda: out * (self.avg_log / log_deg.clamp_min(math.log(2)))}
         return torch.cat([scaled[s]() for s in self.scalers], dim=-1)
 
 
-class FiLMPNAConv(MessagePassing):
-    """PNA convolution whose messages are FiLM-modulated by the edge features.
+class FiLMPNAConv(nn.Module):
+    """PNA convolution whose messages are FiLM-modulated by the edge features, on either
+    layout of ``methods.layouts``.
 
-    ``W [x_i, x_j]`` is computed as ``W_i x_i + W_j x_j`` on the nodes before gathering
-    (the same function and parameter count as one linear layer on the concatenation,
-    without an ``(E, 2d)`` tensor). Edges must be sorted by destination with ``dst_ptr``
-    their CSR pointer: the aggregators then run as segment reductions by pointer (their
-    min/max backward is several times faster on CPU than the fused scatter's)."""
+    ``W [x_i, x_j]`` is computed as ``W_i x_i + W_j x_j`` on the nodes before broadcasting
+    to the edges (the same function and parameter count as one linear layer on the
+    concatenation, without an ``(E, 2d)`` tensor)."""
 
     def __init__(self, dim: int, edge_dim: int, aggregators: tuple[str, ...],
                  scalers: tuple[str, ...], deg: Tensor) -> None:
-        super().__init__(aggr=MultiAggregation(list(aggregators)), node_dim=0)
+        super().__init__()
+        self.aggregators = tuple(aggregators)
         self.scalers = DegreeScalers(scalers, deg)
         self.film = nn.Linear(edge_dim, 2 * dim)
         self.pre_i = nn.Linear(dim, dim)
@@ -79,17 +84,15 @@ class FiLMPNAConv(MessagePassing):
         self.post = nn.Linear((len(aggregators) * len(scalers) + 1) * dim, dim)
         self.lin = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, dst_ptr: Tensor) -> Tensor:
-        out = self.propagate(edge_index, a=self.pre_i(x), b=self.pre_j(x), edge_attr=edge_attr,
-                             dst_ptr=dst_ptr)
+    def forward(self, x: Tensor, film: list[tuple[Tensor, Tensor]],
+                ops: EdgeListGraph | LayeredGraph) -> Tensor:
+        """``film``: per block, ``self.film`` of the edge features as ``(scale, shift)``."""
+        a, b = self.pre_i(x), self.pre_j(x)
+        # shift + scale * (...) rather than addcmul, whose backward takes two more passes
+        messages = [shift + scale * (ops.receiver(a, k) + ops.sender(b, k))
+                    for k, (scale, shift) in enumerate(film)]
+        out = self.scalers(ops.aggregate(messages, self.aggregators), ops.log_degree(x))
         return self.lin(self.post(torch.cat([x, out], dim=-1)))
-
-    def message(self, a_i: Tensor, b_j: Tensor, edge_attr: Tensor) -> Tensor:
-        scale, shift = self.film(edge_attr).chunk(2, dim=-1)
-        return scale * (a_i + b_j) + shift
-
-    def aggregate(self, inputs: Tensor, dst_ptr: Tensor, dim_size: int) -> Tensor:
-        return self.scalers(self.aggr_module(inputs, ptr=dst_ptr, dim_size=dim_size, dim=0), dst_ptr)
 
 
 class EdgeUpdate(nn.Module):
@@ -102,10 +105,20 @@ class EdgeUpdate(nn.Module):
         self.lin_t = nn.Linear(dim, edge_dim)
         self.out = nn.Linear(edge_dim, edge_dim)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        h = (self.lin_e(edge_attr) + self.lin_s(x).index_select(0, edge_index[0])
-             + self.lin_t(x).index_select(0, edge_index[1]))
-        return self.out(F.silu(h))
+    def forward(self, x: Tensor, mixed: list[Tensor], ops: EdgeListGraph | LayeredGraph) -> list[Tensor]:
+        """``mixed``: per block ``W_e e`` (without bias). Returns ``act(h)`` per block: the
+        output map ``W_1`` is left to the caller, to compose with what reads the new edges."""
+        s, t = self.lin_s(x), self.lin_t(x) + self.lin_e.bias
+        return [F.silu(m_k + (ops.receiver(t, k) + ops.sender(s, k))) for k, m_k in enumerate(mixed)]
+
+
+def composed(weight: Tensor, bias: Tensor | None, then: nn.Linear | None) -> tuple[Tensor, Tensor | None]:
+    """Weight and bias of ``x -> then(x) @ weight.T + bias`` (just ``weight``, ``bias``
+    without ``then``)."""
+    if then is None:
+        return weight, bias
+    shifted = weight @ then.bias
+    return weight @ then.weight, shifted if bias is None else shifted + bias
 
 
 class NGGNN(nn.Module):
@@ -113,14 +126,17 @@ class NGGNN(nn.Module):
 
     def __init__(self, info: TaskInfo, *, hidden: int, layers: int, dropout: float, fourier: int,
                  probes: int, aggregators: tuple[str, ...], scalers: tuple[str, ...], sigma: float,
-                 readout: str, probe_size: int) -> None:
+                 readout: str, probe_size: int, layout: str) -> None:
         super().__init__()
         self.hparams = {"hidden": hidden, "layers": layers, "dropout": dropout, "fourier": fourier,
                         "probes": probes, "aggregators": list(aggregators), "scalers": list(scalers),
                         "sigma": sigma, "readout": readout, "probe_size": probe_size,
-                        "reverse_edges": True}
+                        "layout": layout, "reverse_edges": True}
         specs = tuple(info.specs)
-        self.readout = readout
+        unknown = sorted(set(aggregators) - set(LAYERED_AGGREGATORS))
+        self.layered_ok = not unknown
+        check_layout(layout, "ng-gnn", f"no layered form of aggregators {unknown}" if unknown else "")
+        self.readout, self.layout = readout, layout
         head_in = readout_dim(readout, specs, hidden)
         self.encode = GraphEncoder(specs, info.stats, hidden, hidden, fourier=fourier, sigma=sigma,
                                    probes=probes, probe_size=probe_size)
@@ -133,15 +149,29 @@ class NGGNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
                                   nn.ReLU(), nn.Linear(hidden, info.out_dim))
 
-    def forward(self, weights) -> Tensor:
-        graph, x, e = self.encode(weights)
+    def forward(self, weights: Weights) -> Tensor:
+        layered = layered_groups(self.layout, weights, self.layered_ok)
+        return self.head(self.encode.embed(weights, self.features, layered))
+
+    def features(self, ops: EdgeListGraph | LayeredGraph, x: Tensor, e: list[Tensor]) -> Tensor:
+        """Message passing on one layout, then the invariant readout. Edge features are
+        only read through linear maps (a conv's ``film``, the next update's ``W_e``), so the
+        last update's ``W_1`` is composed into both and the new edge features are never
+        formed: ``3 d`` products per edge and layer instead of ``4 d``."""
+        pending = None  # the output map of the last edge update, not yet applied to `e`
         for i, conv in enumerate(self.convs):
-            x = conv(x, graph.edge_index, e, graph.dst_ptr)
-            if i < len(self.norms):
-                x = self.norms[i](x, graph.batch, graph.num_graphs)
+            update = self.edge_updates[i] if i < len(self.edge_updates) else None
+            maps = list(zip(conv.film.weight.chunk(2), conv.film.bias.chunk(2)))  # scale, shift
+            if update is not None:
+                maps.append((update.lin_e.weight, None))  # its bias is added on the nodes
+            maps = [composed(w, b, pending) for w, b in maps]  # separate products: backward cheaper than split
+            per_block = [[F.linear(e_k, w, b) for w, b in maps] for e_k in e]
+            x = conv(x, [(scale, shift) for scale, shift, *_ in per_block], ops)
+            if update is not None:
+                x = ops.layer_norm(self.norms[i], x)
                 x = F.dropout(F.silu(x), self.dropout, self.training)
-                e = self.edge_updates[i](x, graph.edge_index, e)
-        return self.head(readout(x, graph, self.readout))
+                e, pending = update(x, [mixed for *_, mixed in per_block], ops), update.out
+        return ops.readout(x, self.readout)
 
 
 @register_method("ng-gnn", family="graph", profiles=PROFILES, heterogeneous=True,

@@ -11,12 +11,17 @@ Edge update (all layers but the last): ``e_ij = LN(e_ij + W_1 GELU(W_e [e_ij, e_
 (or the mean over all nodes), then a 2-layer MLP. Linear layers start Xavier-uniform with
 zero biases, as in the authors' code.
 
-By default attention runs over the graph's edges and their reverses (sparse,
-``torch_geometric.utils.softmax``). ``dense=True`` is the authors' all-pairs variant:
-every node attends to every node of its network, non-edges carrying a learned "no edge"
-feature; padded nodes of smaller networks in a mixed batch are masked out.
+By default attention runs over the graph's edges and their reverses. ``dense=True`` is the
+authors' all-pairs variant: every node attends to every node of its network, non-edges
+carrying a learned "no edge" feature; padded nodes of smaller networks in a mixed batch are
+masked out.
 Paper profile: d_node 64, d_edge 32, attention 128, 8 heads, 4 layers, dropout 0.2, 128
 Fourier features (sigma 1), AdamW lr 1e-3, weight decay 5e-4.
+
+``layout`` (``methods.layouts``, with ``dense=False``): ``auto`` (default) runs each
+architecture group with enough edges as dense per-layer blocks and the rest of the batch as
+one edge list; ``layered`` / ``sparse`` force one. Both compute the same function; the
+blocks sum over senders before projecting (:meth:`RTAttention._layered`).
 """
 
 from __future__ import annotations
@@ -27,13 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch
-from torch_geometric.utils import scatter, softmax, to_dense_adj, to_dense_batch
+from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
-from methods.encodings import GraphEncoder, readout, readout_dim
+from datasets.weights import Weights
+from methods.encodings import GraphEncoder, readout_dim
+from methods.layouts import EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
-COMMON = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False}
+COMMON = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False,
+          "layout": "auto"}
 PROFILES = {
     "quick": {"d_node": 32, "d_edge": 8, "d_attn": 16, "d_node_hidden": 64, "d_edge_hidden": 16,
               "d_out_hidden": 64, "heads": 2, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
@@ -50,48 +58,32 @@ def _linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
     return lin
 
 
-class SparseGraph:
-    """Edge-list operations: receiver ``i`` = destination, sender ``j`` = source."""
+class AllPairsGraph:
+    """All-pairs operations on ``(B, N, N, ...)`` edge tensors (one block): ``[b, i, j]`` is
+    the pair receiver ``i``, sender ``j``; ``mask (B, N)`` marks real nodes."""
 
-    def __init__(self, graph: Batch) -> None:
-        self.src, self.dst = graph.edge_index
-        self.pair, self.ptr, self.num_nodes = graph.edge_pair, graph.dst_ptr, graph.num_nodes
+    def __init__(self, graph: Batch, mask: Tensor) -> None:
+        self.graph, self.mask = graph, mask
 
-    def receiver(self, t: Tensor) -> Tensor:
-        return t.index_select(0, self.dst)
-
-    def sender(self, t: Tensor) -> Tensor:
-        return t.index_select(0, self.src)
-
-    def reverse(self, e: Tensor) -> Tensor:
-        return e.index_select(0, self.pair)
-
-    def attend(self, score: Tensor, values: Tensor) -> Tensor:
-        """``score (E, H)``, ``values (E, H, dh)`` -> ``(N, H, dh)``."""
-        alpha = softmax(score, self.dst, self.ptr, self.num_nodes)
-        return scatter(alpha.unsqueeze(-1) * values, self.dst, 0, self.num_nodes, reduce="sum")
-
-
-class DenseGraph:
-    """All-pairs operations on ``(B, N, N, ...)`` edge tensors: ``[b, i, j]`` is the pair
-    receiver ``i``, sender ``j``; ``mask (B, N)`` marks real nodes."""
-
-    def __init__(self, mask: Tensor) -> None:
-        self.mask = mask
-
-    def receiver(self, t: Tensor) -> Tensor:
+    def receiver(self, t: Tensor, block: int = 0) -> Tensor:
         return t.unsqueeze(2)
 
-    def sender(self, t: Tensor) -> Tensor:
+    def sender(self, t: Tensor, block: int = 0) -> Tensor:
         return t.unsqueeze(1)
 
-    def reverse(self, e: Tensor) -> Tensor:
-        return e.transpose(1, 2)
+    def reverse(self, e: list[Tensor]) -> list[Tensor]:
+        return [e[0].transpose(1, 2)]
 
-    def attend(self, score: Tensor, values: Tensor) -> Tensor:
+    def attend(self, scores: list[Tensor], values: list[Tensor]) -> Tensor:
         """``score (B, N, N, H)``, ``values (B, N, N, H, dh)`` -> ``(B, N, H, dh)``."""
-        score = score.masked_fill(~self.mask[:, None, :, None], float("-inf"))
-        return (score.softmax(dim=2).unsqueeze(-1) * values).sum(dim=2)
+        score = scores[0].masked_fill(~self.mask[:, None, :, None], float("-inf"))
+        return (score.softmax(dim=2).unsqueeze(-1) * values[0]).sum(dim=2)
+
+    def readout(self, x: Tensor, mode: str) -> Tensor:
+        return EdgeListGraph(self.graph).readout(x[self.mask], mode)
+
+
+Layout = EdgeListGraph | LayeredGraph | AllPairsGraph
 
 
 class RTAttention(nn.Module):
@@ -106,12 +98,37 @@ class RTAttention(nn.Module):
         self.edge_qkv = _linear(d_edge, 4 * d_attn, bias=False)
         self.out = _linear(d_attn, d_node)
 
-    def forward(self, x: Tensor, e: Tensor, ops: SparseGraph | DenseGraph) -> Tensor:
+    def forward(self, x: Tensor, e: list[Tensor], ops: Layout) -> Tensor:
+        if isinstance(ops, LayeredGraph):
+            return self.out(self._layered(x, e, ops).flatten(-2))
         q, k, v = self.node_qkv(x).unflatten(-1, (3, self.heads, -1)).unbind(-3)
-        eq, ek, ev, em = self.edge_qkv(e).unflatten(-1, (4, self.heads, -1)).unbind(-3)
-        score = ((ops.receiver(q) + eq) * (ops.sender(k) + ek)).sum(-1) * self.scale
-        out = ops.attend(score, ops.sender(v) * em + ev)
-        return self.out(out.flatten(-2))
+        scores, values = [], []
+        for b, e_b in enumerate(e):
+            eq, ek, ev, em = self.edge_qkv(e_b).unflatten(-1, (4, self.heads, -1)).unbind(-3)
+            scores.append(((ops.receiver(q, b) + eq) * (ops.sender(k, b) + ek)).sum(-1) * self.scale)
+            values.append(ops.sender(v, b) * em + ev)
+        return self.out(ops.attend(scores, values).flatten(-2))
+
+    def _layered(self, x: Tensor, e: list[Tensor], ops: LayeredGraph) -> Tensor:
+        """The same attention with the ``ev`` term summed over senders before its
+        projection, ``sum_j a_ij W_ev e_ij = W_ev sum_j a_ij e_ij`` (one batched product per
+        block instead of an ``(edges, d_attn)`` tensor), and the softmax normalised per
+        receiver rather than per edge."""
+        q, k, v = self.node_qkv(x).unflatten(-1, (3, self.heads, -1)).unbind(-3)  # (B, N, H, dh)
+        w_eq, w_ek, w_ev, w_em = self.edge_qkv.weight.unflatten(0, (4, self.heads, -1)).unbind(0)
+        scores, modulations = [], []
+        for b, e_b in enumerate(e):
+            eq, ek, em = (F.linear(e_b, w.flatten(0, 1)).unflatten(-1, (self.heads, -1))
+                          for w in (w_eq, w_ek, w_em))
+            scores.append(((ops.receiver(q, b) + eq) * (ops.sender(k, b) + ek)).sum(-1) * self.scale)
+            modulations.append(ops.sender(v, b) * em)
+        weights, total = ops.softmax(scores)
+        modulated = ops.sum_incoming([w.unsqueeze(-1) * vm for w, vm in zip(weights, modulations)])
+        pooled = ops.merge([  # sum_j a_ij e_ij per head, (B, n_dst, H, d_edge) per block
+            w.unsqueeze(-1) * e_b.unsqueeze(-2) if ops.structure.blocks[b].diagonal
+            else (e_b.transpose(-1, -2) @ w).transpose(-1, -2)  # this order keeps w's gradient contiguous
+            for b, (w, e_b) in enumerate(zip(weights, e))])
+        return (modulated + torch.einsum("bnhm,hcm->bnhc", pooled, w_ev)) / total.unsqueeze(-1)
 
 
 class EdgeUpdate(nn.Module):
@@ -128,11 +145,16 @@ class EdgeUpdate(nn.Module):
         self.norm0, self.norm1 = nn.LayerNorm(d_edge), nn.LayerNorm(d_edge)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, e: Tensor, ops: SparseGraph | DenseGraph) -> Tensor:
-        h = (self.lin_e(torch.cat([e, ops.reverse(e)], dim=-1)) + ops.receiver(self.lin_r(x))
-             + ops.sender(self.lin_s(x)))
-        e = self.norm0(e + self.dropout(self.lin_out(F.gelu(h))))
-        return self.norm1(e + self.mlp(e))
+    def forward(self, x: Tensor, e: list[Tensor], ops: Layout) -> list[Tensor]:
+        r, s = self.lin_r(x), self.lin_s(x)
+        w_own, w_rev = self.lin_e.weight.chunk(2, dim=1)  # W_e [e, e_rev] = W_own e + W_rev e_rev
+        reverse = ops.reverse([F.linear(e_b, w_rev) for e_b in e])
+        out = []
+        for b, (e_b, rev_b) in enumerate(zip(e, reverse)):
+            h = F.linear(e_b, w_own, self.lin_e.bias) + rev_b + (ops.receiver(r, b) + ops.sender(s, b))
+            e_b = self.norm0(e_b + self.dropout(self.lin_out(F.gelu(h))))
+            out.append(self.norm1(e_b + self.mlp(e_b)))
+        return out
 
 
 class RTLayer(nn.Module):
@@ -149,7 +171,7 @@ class RTLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.edges = EdgeUpdate(d_node, d_edge, d_edge_hidden, dropout) if update_edges else None
 
-    def forward(self, x: Tensor, e: Tensor, ops: SparseGraph | DenseGraph) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, e: list[Tensor], ops: Layout) -> tuple[Tensor, list[Tensor]]:
         x = self.norm0(x + self.dropout(self.lin(self.attn(x, e, ops))))
         x = self.norm1(x + self.mlp(x))
         if self.edges is not None:
@@ -163,16 +185,17 @@ class NGT(nn.Module):
     def __init__(self, info: TaskInfo, *, d_node: int, d_edge: int, d_attn: int, d_node_hidden: int,
                  d_edge_hidden: int, d_out_hidden: int, heads: int, layers: int, dropout: float,
                  fourier: int, sigma: float, probes: int, probe_size: int, readout: str,
-                 dense: bool) -> None:
+                 dense: bool, layout: str) -> None:
         super().__init__()
         self.hparams = {"d_node": d_node, "d_edge": d_edge, "d_attn": d_attn,
                         "d_node_hidden": d_node_hidden, "d_edge_hidden": d_edge_hidden,
                         "d_out_hidden": d_out_hidden, "heads": heads, "layers": layers,
                         "dropout": dropout, "fourier": fourier, "sigma": sigma, "probes": probes,
                         "probe_size": probe_size, "readout": readout, "dense": dense,
-                        "reverse_edges": True}
+                        "layout": layout, "reverse_edges": True}
         specs = tuple(info.specs)
-        self.readout, self.dense = readout, dense
+        check_layout(layout, "ng-t", "dense=True attends over all pairs" if dense else "")
+        self.readout, self.dense, self.layout = readout, dense, layout
         head_in = readout_dim(readout, specs, d_node)
         self.encode = GraphEncoder(specs, info.stats, d_node, d_edge, fourier=fourier, sigma=sigma,
                                    probes=probes, probe_size=probe_size)
@@ -183,19 +206,19 @@ class NGT(nn.Module):
         self.head = nn.Sequential(nn.Linear(head_in, d_out_hidden), nn.ReLU(),
                                   nn.Linear(d_out_hidden, info.out_dim))
 
-    def forward(self, weights) -> Tensor:
-        graph, x, e = self.encode(weights)
+    def forward(self, weights: Weights) -> Tensor:
         if self.dense:
-            x, e, ops = self._densify(graph, x, e)
-        else:
-            ops = SparseGraph(graph)
+            graph, x, e = self.encode(weights)
+            return self.head(self.features(*self._densify(graph, x, e)))
+        return self.head(self.encode.embed(weights, self.features, layered_groups(self.layout, weights)))
+
+    def features(self, ops: Layout, x: Tensor, e: list[Tensor]) -> Tensor:
+        """The transformer layers on one layout, then the invariant readout."""
         for layer in self.layers:
             x, e = layer(x, e, ops)
-        if self.dense:
-            x = x[ops.mask]
-        return self.head(readout(x, graph, self.readout))
+        return ops.readout(x, self.readout)
 
-    def _densify(self, graph: Batch, x: Tensor, e: Tensor) -> tuple[Tensor, Tensor, DenseGraph]:
+    def _densify(self, graph: Batch, x: Tensor, e: Tensor) -> tuple[AllPairsGraph, Tensor, list[Tensor]]:
         """``(B, N, d)`` nodes and ``(B, N, N, d)`` edges indexed ``[b, receiver, sender]``."""
         x, mask = to_dense_batch(x, graph.batch, batch_size=graph.num_graphs)
         flipped = graph.edge_index.flip(0)
@@ -204,7 +227,7 @@ class NGT(nn.Module):
         present = to_dense_adj(flipped, graph.batch, max_num_nodes=x.shape[1],
                                batch_size=graph.num_graphs) > 0
         dense = torch.where(present.unsqueeze(-1), dense, self.no_edge)
-        return x, dense, DenseGraph(mask)
+        return AllPairsGraph(graph, mask), x, [dense]
 
 
 @register_method("ng-t", family="graph", profiles=PROFILES, heterogeneous=True,
