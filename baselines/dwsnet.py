@@ -37,6 +37,14 @@ default to set attention ("sab"); we use the plain pooling basis of the paper (t
 ``1/(number of tensors)`` scaling of the summed blocks is left to the batch norm.
 Quick profile: 3 DWS layers of 16 channels.
 
+Editing (task ``"edit"``): the DWS layers are equivariant maps V -> V, so the last one maps to
+one channel and its slot tensors are unfolded back to weights and biases (the inverse of
+``fold``): the predicted change, scaled per tensor by ``datasets.normalisation.ChangeScale``
+(a learned scalar from 0.01 times the layer's standard deviation), so the first edit is near
+the identity. This is the DWSNet of Neural Graphs' editing experiments (Kofinas et al. 2024,
+code ``experiments/style_editing``, ``model/dwsnet.yaml``: 5 DWS layers of 32, the last to one
+channel); they start near the identity by a small weight init of the layers instead.
+
 Parameter counts for the SIREN 2-32-32-1 input with 10 classes (counted from the built
 modules, batch-norm affine parameters included): paper 314,762; quick 41,514. We found no
 parameter count for this model in the paper or its code's README.
@@ -53,7 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.heads import BatchStandardise, mlp
-from datasets.normalisation import Normaliser
+from datasets.normalisation import ChangeScale, Normaliser
 from datasets.errors import UnsupportedArchitecture
 from datasets.method_table import register_method
 from datasets.spec import ArchSpec
@@ -105,6 +113,17 @@ def fold(ws: WeightSpace) -> list[Tensor]:
             w = w.reshape(batch, w.shape[1], 1, -1)
         out += [w, b]
     return out
+
+
+def unfold(spec: ArchSpec, xs: list[Tensor]) -> WeightSpace:
+    """Inverse of :func:`fold` for one channel: the ``(B, r, c, f)`` slot tensors as weights."""
+    last = len(spec.layers)
+    weights, biases = [], []
+    for k, (layer, w, b) in enumerate(zip(spec.layers, xs[0::2], xs[1::2])):
+        batch, out, inp = w.shape[0], layer.out_features, layer.in_features
+        weights.append(w.reshape(batch, inp, out).transpose(1, 2) if k + 1 == last else w.reshape(batch, out, inp))
+        biases.append(b.reshape(batch, out))
+    return WeightSpace(spec, tuple(weights), tuple(biases))
 
 
 def reduce(x: Tensor, dims: tuple[int, ...], how: str) -> Tensor:
@@ -176,10 +195,12 @@ class SlotNorm(nn.Module):
 
 
 class DWSNet(nn.Module):
-    """Per-layer normalisation -> DWS layers (ReLU, batch norm between) -> invariant head."""
+    """Per-layer normalisation -> DWS layers (ReLU, batch norm between) -> invariant head.
+    ``edit``: the last DWS layer maps to one channel, unfolded to a weight change (no ReLU
+    after it, no head), scaled by ``ChangeScale``."""
 
     def __init__(self, info: TaskInfo, width: int, layers: int, reduction: str, bn: bool,
-                 head_layers: int) -> None:
+                 head_layers: int, edit: bool = False) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -189,18 +210,24 @@ class DWSNet(nn.Module):
         self.normalise = Normaliser(info.stats)
         self.slots = slot_layout(self.spec)
         self.reduction = reduction
-        channels = [1] + [width] * layers
+        self.edit = edit
+        channels = [1] + [width] * (layers - 1) + [1 if edit else width]
         self.layers = nn.ModuleList(DWSLayer(self.slots, channels[i], channels[i + 1], reduction)
                                     for i in range(layers))
         self.norms = nn.ModuleList(SlotNorm(self.slots, width) if bn else nn.Identity() for _ in range(layers - 1))
-        self.head = mlp(sum(s.fixed * width for s in self.slots), width, info.out_dim, head_layers)
+        if edit:
+            self.scale = ChangeScale(self.spec, info.stats.get(self.spec))
+        else:
+            self.head = mlp(sum(s.fixed * width for s in self.slots), width, info.out_dim, head_layers)
 
-    def forward(self, weights: WeightSpace) -> Tensor:
+    def forward(self, weights: WeightSpace) -> Tensor | WeightSpace:
         if weights.spec != self.spec:
             raise ValueError(f"dwsnet was built for {self.spec.describe()}, got {weights.spec.describe()}")
         xs = fold(self.normalise(weights))
         for i, layer in enumerate(self.layers):
             xs = layer(xs)
+            if self.edit and i == len(self.layers) - 1:
+                return self.scale(unfold(self.spec, xs))
             if i < len(self.norms):
                 xs = self.norms[i](xs)
             xs = [F.relu(x) for x in xs]
@@ -209,11 +236,11 @@ class DWSNet(nn.Module):
 
 
 @register_method("dwsnet", family="equivariant", profiles=PROFILES, optim={"lr": 5e-3, "weight_decay": 5e-4},
-                 paper="Navon et al. 2023 (DWSNets)")
+                 edits=True, paper="Navon et al. 2023 (DWSNets)")
 def build_dwsnet(task: TaskInfo, **hparams) -> nn.Module:
     if len(task.specs) != 1:
         raise UnsupportedArchitecture(
             f"dwsnet takes one MLP architecture; the dataset has {len(task.specs)}")
     if task.spec.is_conv:
         raise UnsupportedArchitecture("dwsnet takes MLPs only; the dataset holds conv networks")
-    return DWSNet(task, **hparams)
+    return DWSNet(task, **hparams, edit=task.task == "edit")

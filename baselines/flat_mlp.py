@@ -5,6 +5,14 @@ Weights are normalised per layer (one scalar mean/std per tensor), flattened and
 MLP. It is *not* invariant: the leaderboard's permuted-test columns show how much it relies
 on the arbitrary neuron order. ``mlp-aug`` re-permutes the hidden neurons of every training
 batch at random (a function-preserving augmentation) and is still not invariant.
+
+For the edit task (``FlatEditMLP``, NFN's ``MLPTransferNet`` for INR editing) the MLP outputs a
+change of every parameter (``WeightSpace.from_flat``), scaled per tensor by ``ChangeScale``
+(learned, from 0.01 of the layer's standard deviation). It is not equivariant: the published
+baseline. ``mlp-aug`` then draws one hidden permutation per network, feeds the permuted network
+and moves the predicted change back by the inverse permutation, so the change still applies
+to the network it was given.
+
 Published config (DWSNets baselines): 4 hidden layers of width 512 (paper profile); the quick
 profile uses 3 of width 256. Parameter count for the SIREN 2-32-32-1 input with 10 classes:
 paper 1,400,330; quick 371,978 (counted from the built modules).
@@ -12,11 +20,13 @@ paper 1,400,330; quick 371,978 (counted from the built modules).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from baselines.heads import mlp
-from datasets.normalisation import Normaliser
+from datasets.normalisation import ChangeScale, Normaliser
 from datasets.method_table import register_method
+from datasets.spec import ArchSpec
 from datasets.symmetry import permute_hidden
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace
@@ -43,12 +53,49 @@ class FlatMLP(nn.Module):
         return self.net(self.normalise(weights).flatten())
 
 
-@register_method("mlp", family="flat", profiles=PROFILES, symmetries=(), paper="Navon et al. 2023 (MLP baseline)")
+def permutation_index(spec: ArchSpec, batch: int, device: torch.device) -> Tensor:
+    """``(B, P)``: one random hidden permutation per network, as the flat index that each
+    entry of the permuted network is taken from (``flat.gather(1, index)`` permutes)."""
+    index = torch.arange(spec.num_params, dtype=torch.float64, device=device).expand(batch, -1)
+    return permute_hidden(WeightSpace.from_flat(spec, index)).flatten().long()
+
+
+class FlatEditMLP(nn.Module):
+    """Normalise per layer, flatten, MLP to a change of every parameter, ``ChangeScale``.
+    ``augment``: while training, the MLP sees a randomly permuted network and its output is
+    moved back by the inverse permutation."""
+
+    def __init__(self, info: TaskInfo, hidden: int, layers: int, dropout: float, augment: bool) -> None:
+        super().__init__()
+        self.spec = info.spec
+        self.hparams = {"hidden": hidden, "layers": layers, "dropout": dropout, "augment": augment}
+        self.normalise = Normaliser(info.stats)
+        self.augment = augment
+        self.net = mlp(self.spec.num_params, hidden, self.spec.num_params, layers, dropout)
+        self.scale = ChangeScale(self.spec, info.stats.get(self.spec))
+
+    def forward(self, weights: WeightSpace) -> WeightSpace:
+        flat = self.normalise(weights).flatten()
+        if self.augment and self.training:
+            index = permutation_index(self.spec, len(weights), flat.device)
+            change = torch.empty_like(flat).scatter_(1, index, self.net(flat.gather(1, index)))
+        else:
+            change = self.net(flat)
+        return self.scale(WeightSpace.from_flat(self.spec, change))
+
+
+def _build(task: TaskInfo, augment: bool, hparams: dict) -> nn.Module:
+    model = FlatEditMLP if task.task == "edit" else FlatMLP
+    return model(task, **hparams, augment=augment)
+
+
+@register_method("mlp", family="flat", profiles=PROFILES, symmetries=(), edits=True,
+                 paper="Navon et al. 2023 (MLP baseline)")
 def build_mlp(task: TaskInfo, **hparams) -> nn.Module:
-    return FlatMLP(task, **hparams, augment=False)
+    return _build(task, False, hparams)
 
 
-@register_method("mlp-aug", family="flat", profiles=PROFILES, symmetries=(),
+@register_method("mlp-aug", family="flat", profiles=PROFILES, symmetries=(), edits=True,
                  paper="Navon et al. 2023 (MLP + permutation augmentation)")
 def build_mlp_aug(task: TaskInfo, **hparams) -> nn.Module:
-    return FlatMLP(task, **hparams, augment=True)
+    return _build(task, True, hparams)

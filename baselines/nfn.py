@@ -19,6 +19,14 @@ setting *both* models are invariant to hidden-neuron permutations only: the NP l
 equivariant to input/output permutations too, but the encodings and the head pin those
 neurons. (``NFN(io=None, pool="np")`` is fully NP-invariant; the tests check that as well.)
 
+Editing (task ``"edit"``; the reference ``TransferNet``, ``experiments/stylize_configs``): NF-Layers
+are equivariant maps of weight-space features, so after the same stack a last NF-Layer maps to
+one channel per entry (per tap for conv weights), read back as weights and biases, then
+scaled per tensor by ``datasets.normalisation.ChangeScale`` (learned, from 0.01, the
+reference's ``LearnedScale(out_scale=0.01)``, here times the layer's standard deviation since
+our input is normalised) so the first edit is near the identity. The reference's editing
+network has 3 NF-Layers of 128 channels without dropout; ours keeps the profile's stack.
+
 Deliberate differences: the reference's SIREN-classification run uses Adam (its AdamW config:
 lr 1e-4, wd 0.01) with a 10k-step warmup, and the zoo run (lr 1e-3) predicts through a sigmoid
 with a BCE loss; here the harness owns the optimiser, schedule and loss, and the model outputs
@@ -36,10 +44,11 @@ from torch import Tensor, nn
 
 from baselines.heads import mlp
 from baselines.nfn_layers import (ChannelDropout, FeatureReLU, GaussianFourier, HNPLinear, IOSinusoidal,
-                                  NPLinear, features_of, hnp_pool, np_pool, pool_dim)
-from datasets.normalisation import Normaliser
+                                  NPLinear, features_of, hnp_pool, np_pool, pool_dim, weights_of)
+from datasets.normalisation import ChangeScale, Normaliser
 from datasets.errors import UnsupportedArchitecture
 from datasets.method_table import register_method
+from datasets.spec import ArchSpec
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace
 
@@ -57,13 +66,21 @@ FOURIER_SCALE = 3.0
 IO_MAX_FREQ, IO_BANDS = 3.0, 3
 
 
+def nf_layer(spec: ArchSpec, mode: str, c_in: int, c_out: int, io: str | None) -> nn.Module:
+    """The NP or HNP NF-Layer ``c_in -> c_out`` (NP with learned input/output embeddings when
+    ``io == "learned"``)."""
+    return NPLinear(spec, c_in, c_out, io_embed=io == "learned") if mode == "np" else HNPLinear(spec, c_in, c_out)
+
+
 class NFN(nn.Module):
     """Invariant NFN. ``mode``: "np" | "hnp"; ``io``: None | "sinusoidal" | "learned"
-    (input/output encoding, NP only); ``pool``: "np" | "hnp"."""
+    (input/output encoding, NP only); ``pool``: "np" | "hnp". ``edit``: instead of pooling
+    and the head, a last NF-Layer to one channel per entry (per tap) whose output is the
+    weight change, scaled by ``ChangeScale`` (NFN's ``TransferNet``)."""
 
     def __init__(self, info: TaskInfo, mode: str, channels: tuple[int, ...], fourier: int,
                  head_hidden: int, head_dropout: float, feature_dropout: float,
-                 io: str | None = None, pool: str = "hnp") -> None:
+                 io: str | None = None, pool: str = "hnp", edit: bool = False) -> None:
         super().__init__()
         spec = info.spec
         self.hparams = {"mode": mode, "channels": list(channels), "fourier": fourier,
@@ -81,18 +98,23 @@ class NFN(nn.Module):
             c += mods[-1].extra
             self.hparams.update(io_max_freq=IO_MAX_FREQ, io_bands=IO_BANDS)
         for width in channels:
-            mods.append(NPLinear(spec, c, width, io_embed=io == "learned") if mode == "np"
-                        else HNPLinear(spec, c, width))
+            mods.append(nf_layer(spec, mode, c, width, io))
             if feature_dropout:  # dropout before the ReLU: the same (the scale is >= 0), both in place
                 mods.append(ChannelDropout(feature_dropout))
             mods.append(FeatureReLU())
             c = width
         self.features = nn.Sequential(*mods)
-        self.pool = pool
-        self.head = mlp(pool_dim(spec, c, pool), head_hidden, info.out_dim, 3, head_dropout)
+        self.spec, self.pool, self.edit = spec, pool, edit
+        if edit:
+            self.out = nf_layer(spec, mode, c, 1, io)
+            self.scale = ChangeScale(spec, info.stats.get(spec))
+        else:
+            self.head = mlp(pool_dim(spec, c, pool), head_hidden, info.out_dim, 3, head_dropout)
 
-    def forward(self, weights: WeightSpace) -> Tensor:
+    def forward(self, weights: WeightSpace) -> Tensor | WeightSpace:
         feats = self.features(features_of(self.normalise(weights)))
+        if self.edit:
+            return self.scale(weights_of(self.spec, self.out(feats)))
         return self.head(np_pool(feats) if self.pool == "np" else hnp_pool(feats))
 
 
@@ -101,16 +123,16 @@ def _build(task: TaskInfo, mode: str, hparams: dict) -> NFN:
     if len(spec.layers) < 2:
         raise UnsupportedArchitecture(f"nfn-{mode} needs hidden neurons; {spec.describe()} has one layer")
     io = ("learned" if spec.is_conv else "sinusoidal") if mode == "np" else None
-    return NFN(task, mode, io=io, pool="hnp", **hparams)
+    return NFN(task, mode, io=io, pool="hnp", edit=task.task == "edit", **hparams)
 
 
-@register_method("nfn-np", family="equivariant", profiles=PROFILES, by_domain=True,
+@register_method("nfn-np", family="equivariant", profiles=PROFILES, by_domain=True, edits=True,
                  paper="Zhou et al. 2023 (NFN, NP layers)")
 def build_nfn_np(task: TaskInfo, **hparams) -> nn.Module:
     return _build(task, "np", hparams)
 
 
-@register_method("nfn-hnp", family="equivariant", profiles=PROFILES, by_domain=True,
+@register_method("nfn-hnp", family="equivariant", profiles=PROFILES, by_domain=True, edits=True,
                  paper="Zhou et al. 2023 (NFN, HNP layers)")
 def build_nfn_hnp(task: TaskInfo, **hparams) -> nn.Module:
     return _build(task, "hnp", hparams)

@@ -75,6 +75,12 @@ def features_of(ws: WeightSpace) -> Features:
     return Features(weights, tuple(b.unsqueeze(-1) for b in ws.biases))
 
 
+def weights_of(spec: ArchSpec, feats: Features) -> WeightSpace:
+    """Inverse of :func:`features_of`: one-channel features as the weights of ``spec``."""
+    weights = tuple(w.reshape(w.shape[0], *layer.weight_shape) for layer, w in zip(spec.layers, feats.weights))
+    return WeightSpace(spec, weights, tuple(b.squeeze(-1) for b in feats.biases))
+
+
 def init_group(*linears: nn.Linear) -> None:
     """Reference init for summed maps: U(+-1/sqrt(fan_in of all of them)) on weights and biases."""
     bound = 1.0 / math.sqrt(sum(lin.in_features for lin in linears))

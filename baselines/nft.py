@@ -39,6 +39,13 @@ Paper profile (``nft_ff.yaml``, ``perceiver.yaml``, Block defaults): m = 128 (c 
 3, 4 blocks, 8 heads, ff factor 2, dropout 0.1; 32 latents of 128, cross-attention head 64,
 2 self-attention blocks of 4 heads x 64. Quick profile: c = 16, 2 blocks, 2 heads, 16
 latents of 64, one self-attention block of 2 heads x 32.
+Editing (task ``"edit"``): the blocks are equivariant, so the Perceiver head is replaced by a
+LayerNorm and a per-entry linear map to one channel (per tap) whose output is the weight
+change, scaled per tensor by ``datasets.normalisation.ChangeScale`` (learned, from 0.01 of the
+layer's standard deviation: the first edit is near the identity). The NFT paper reports INR
+editing results, but the public code holds no NFT editing network; this head follows NFN's
+(``experiments/stylize_models.py``: an equivariant map to one channel, ``LearnedScale(0.01)``).
+
 Deliberate differences: for CNNs the head first projects each layer's folded taps to ``c``
 channels (the reference flattens only MLP weights); the optimiser and schedule are the
 harness's. Parameter counts for the SIREN 2-32-32-1 input with 10 classes (from the built
@@ -51,8 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.nfn_layers import Features, GaussianFourier, features_of, layer_taps, per_tap
-from datasets.normalisation import Normaliser
+from baselines.nfn_layers import Features, GaussianFourier, features_of, layer_taps, per_tap, weights_of
+from datasets.normalisation import ChangeScale, LayerStats, Normaliser
 from datasets.errors import UnsupportedArchitecture
 from datasets.method_table import register_method
 from datasets.spec import ArchSpec
@@ -266,12 +273,28 @@ class PerceiverHead(nn.Module):
         return self.out(x.mean(1))
 
 
+class EditHead(nn.Module):
+    """Equivariant output for editing: LayerNorm, then a per-entry linear map to one channel
+    (per tap), read back as a weight change and scaled by ``ChangeScale``."""
+
+    def __init__(self, spec: ArchSpec, c: int, stats: LayerStats | None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.norm = FeatureLayerNorm(spec, c)
+        self.out = Pointwise(spec, c, 1)
+        self.scale = ChangeScale(spec, stats)
+
+    def forward(self, feats: Features) -> WeightSpace:
+        return self.scale(weights_of(self.spec, self.out(self.norm(feats))))
+
+
 class NFT(nn.Module):
-    """Normalise -> Fourier features -> positional embeddings -> NFT blocks -> Perceiver head."""
+    """Normalise -> Fourier features -> positional embeddings -> NFT blocks -> Perceiver head
+    (``edit``: :class:`EditHead`)."""
 
     def __init__(self, info: TaskInfo, channels: int, blocks: int, heads: int, ff_factor: int,
                  dropout: float, latents: int, latent_dim: int, cross_dim_head: int, self_blocks: int,
-                 latent_heads: int, latent_dim_head: int) -> None:
+                 latent_heads: int, latent_dim_head: int, edit: bool = False) -> None:
         super().__init__()
         spec = info.spec
         self.hparams = {"channels": channels, "blocks": blocks, "heads": heads, "ff_factor": ff_factor,
@@ -283,18 +306,19 @@ class NFT(nn.Module):
         self.encode = nn.Sequential(GaussianFourier(channels // 2, FOURIER_SCALE),
                                     LearnedPosEmbedding(spec, channels))
         self.blocks = nn.Sequential(*(Block(spec, channels, heads, ff_factor, dropout) for _ in range(blocks)))
-        self.head = PerceiverHead(spec, channels, info.out_dim, latents, latent_dim, cross_dim_head,
-                                  self_blocks, latent_heads, latent_dim_head, dropout)
+        self.head = (EditHead(spec, channels, info.stats.get(spec)) if edit else
+                     PerceiverHead(spec, channels, info.out_dim, latents, latent_dim, cross_dim_head,
+                                   self_blocks, latent_heads, latent_dim_head, dropout))
 
-    def forward(self, weights: WeightSpace) -> Tensor:
+    def forward(self, weights: WeightSpace) -> Tensor | WeightSpace:
         feats = self.encode(features_of(self.normalise(weights)))
         return self.head(self.blocks(feats))
 
 
-@register_method("nft", family="transformer", profiles=PROFILES,
+@register_method("nft", family="transformer", profiles=PROFILES, edits=True,
                  paper="Zhou et al. 2023 (Neural Functional Transformers)")
 def build_nft(task: TaskInfo, **hparams) -> nn.Module:
     spec = task.spec
     if len(spec.layers) < 2:
         raise UnsupportedArchitecture(f"nft needs hidden neurons; {spec.describe()} has one layer")
-    return NFT(task, **hparams)
+    return NFT(task, **hparams, edit=task.task == "edit")

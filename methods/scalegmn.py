@@ -32,6 +32,20 @@ any ``q_i > 0``; one of the identity by any ``q_i != 0``. Edge ``j -> i`` then c
   projected input neurons' features), then an MLP. Output and input neurons are never
   transformed, so this is invariant. Every MLP is ``Linear, LayerNorm, SiLU, Linear``.
 
+Editing (task ``"edit"``; the authors' ``ScaleGMN_equiv`` and ``configs/mnist_editing``): the
+last layer computes every message and node, its node update maps to one feature (which
+scales as ``q_i``, like the bias ``b_i``) and its forward edge update to one feature per
+kernel entry (which scales as ``q_i / q_j``, like ``w_ij``), without a skip; read back as
+weights and biases these are the predicted change, so the change of a flipped or scaled
+neuron's incoming weights and bias flips or scales with it and that of its outgoing weights
+by the inverse: the edited network moves with the input and renders the same. Each tensor's
+change is scaled by ``datasets.normalisation.ChangeScale`` (learned, from 0.01: the authors'
+``out_scale``; here times the layer's standard deviation, which undoes the division below),
+so the first edit is near the identity. A whole-period phase shift changes only the wrapped
+copy the model reads, so the change is the same and the edited network moves by the same
+shift. The authors' editing runs use 10 layers of 128 with dropout 0.1 and sign symmetry;
+ours keeps the profile.
+
 Before conversion, the bias of every hidden sine neuron is wrapped into ``[-pi/omega,
 pi/omega]`` (the authors canonicalise the phase of their INR datasets beforehand), which makes
 the model invariant to whole-period phase shifts as well. The weights and biases of each
@@ -70,11 +84,11 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from datasets.method_table import register_method
-from datasets.normalisation import LayerStats
+from datasets.normalisation import ChangeScale, LayerStats
 from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
 from datasets.symmetry import symmetry_classes
 from datasets.weight_dataset import TaskInfo
-from datasets.weights import Weights, WeightSpace, as_mixed
+from datasets.weights import Weights, WeightSpace, as_mixed, as_shape
 from methods.graph import EDGE_TYPES, GraphConverter
 
 SIGN, SCALE = 1, 2  # bits of a neuron's symmetry kind
@@ -234,13 +248,15 @@ def with_extra(x: Tensor, extra: Tensor | None) -> Tensor:
 class Equivariant(nn.Module):
     """``f(x) = W x * phi([inv(x), extra])``; on input/output rows ``W x * phi_io([x, extra])``.
     ``extra`` (positional embeddings) is invariant. ``io_only``: every row it will see is an
-    input/output row (the last layer, whose hidden neurons nothing reads)."""
+    input/output row (the last layer, whose hidden neurons nothing reads); ``hidden_only``:
+    none is (the edit's last backward messages, whose only input/output receivers are input
+    neurons, which have no bias to change)."""
 
     def __init__(self, d_in: int, d_out: int, hidden: int, signs: bool, d_extra: int = 0,
-                 fan_in: float = 1.0, io_only: bool = False) -> None:
+                 fan_in: float = 1.0, io_only: bool = False, hidden_only: bool = False) -> None:
         super().__init__()
         self.lin = scaling_linear(d_in, d_out, fan_in)
-        self.phi_io = gate_mlp(d_in + d_extra, hidden, d_out)
+        self.phi_io = None if hidden_only else gate_mlp(d_in + d_extra, hidden, d_out)
         self.inv = None if io_only else Invariant(d_in, hidden, signs)
         self.phi = None if io_only else gate_mlp(d_in + d_extra, hidden, d_out)
 
@@ -248,24 +264,26 @@ class Equivariant(nn.Module):
         """``rows``: the rows' symmetries; ``None`` when all are input/output rows."""
         if rows is None:
             return self.lin(x) * self.phi_io(with_extra(x, extra))
-        io = rows.io
         gate = self.phi(with_extra(self.inv(x, rows), extra))
-        gate = gate.index_put((io,), self.phi_io(with_extra(x[io], None if extra is None else extra[io])))
+        if self.phi_io is not None:
+            io = rows.io
+            gate = gate.index_put((io,), self.phi_io(with_extra(x[io], None if extra is None else extra[io])))
         return self.lin(x) * gate
 
 
 class EdgeUpdate(nn.Module):
     """``e_ij' = W e_ij * phi([inv(x_i), inv(x_j)])`` (``inv`` of an input/output neuron is its
     feature itself); the first layer of ``phi`` runs on the nodes (its two halves), before
-    gathering."""
+    gathering. ``d_out``: the output size (default ``dim``)."""
 
-    def __init__(self, dim: int, hidden: int, signs: bool) -> None:
+    def __init__(self, dim: int, hidden: int, signs: bool, d_out: int | None = None) -> None:
         super().__init__()
-        self.lin = scaling_linear(dim, dim)
+        d_out = dim if d_out is None else d_out
+        self.lin = scaling_linear(dim, d_out)
         self.inv = Invariant(dim, hidden, signs)
         self.first_send = nn.Linear(dim, hidden)
         self.first_receive = nn.Linear(dim, hidden, bias=False)
-        self.rest = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        self.rest = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, d_out))
         nn.init.ones_(self.rest[-1].bias)
 
     def forward(self, x: Tensor, rows: Rows, e: Tensor, send: Tensor, receive: Tensor) -> Tensor:
@@ -285,33 +303,49 @@ class Direction:
     values: Tensor
 
 
+RECEIVERS = ("all", "io", "hidden")
+
+
 class Messages(nn.Module):
     """Messages of one direction, ``f(W_e e * W_x x_send)``, summed at the receivers; and
-    that direction's edge update (every layer but the last). The last layer (``last``) sends
-    only the messages to input/output neurons, the only ones read after it."""
+    that direction's edge update to ``edge_out`` features (none if ``None``). ``receivers``:
+    which neurons get messages: ``"all"``, only input/output neurons (``"io"``: the last
+    layer of the invariant model, whose readout reads nothing else) or only hidden neurons
+    (``"hidden"``: the edit's last backward direction, see :class:`Equivariant`)."""
 
-    def __init__(self, dim: int, signs: bool, d_extra: int, fan_in: float, last: bool) -> None:
+    def __init__(self, dim: int, signs: bool, d_extra: int, fan_in: float, edge_out: int | None,
+                 receivers: str = "all") -> None:
         super().__init__()
+        if receivers not in RECEIVERS:
+            raise ValueError(f"receivers must be one of {RECEIVERS}, got {receivers!r}")
         self.lin_x = scaling_linear(dim, dim)
         self.lin_e = scaling_linear(dim, dim)
-        self.fn = Equivariant(dim, dim, dim, signs, d_extra, fan_in, io_only=last)
-        self.edge_update = None if last else EdgeUpdate(dim, dim, signs)
+        self.fn = Equivariant(dim, dim, dim, signs, d_extra, fan_in, io_only=receivers == "io",
+                              hidden_only=receivers == "hidden")
+        self.receivers = receivers
+        self.edge_update = None if edge_out is None else EdgeUpdate(dim, dim, signs, edge_out)
 
     def forward(self, x: Tensor, e: Tensor, d: Direction, extra: Tensor | None) -> Tensor:
         send, receive, rows = d.send, d.receive, d.rows
-        if self.edge_update is None:
+        if self.receivers == "io":
             keep = rows.io  # the edges into input/output neurons
             send, receive, e, rows = send[keep], receive[keep], e[keep], None
+        elif self.receivers == "hidden":
+            into_io = torch.zeros_like(send, dtype=torch.bool).index_fill_(0, rows.io, True)
+            keep = torch.nonzero(~into_io).squeeze(1)
+            send, receive, e, rows = send[keep], receive[keep], e[keep], rows.take(keep, into_io)
         v = self.lin_e(e) * self.lin_x(x).index_select(0, send)
         msg = self.fn(v, rows, None if extra is None else extra.index_select(0, send))
         return torch.zeros_like(x).index_add_(0, receive, msg)
 
 
 class ScaleGMN(nn.Module):
-    """ScaleGMN (``bidirectional=False``) or ScaleGMN-B, with an invariant readout."""
+    """ScaleGMN (``bidirectional=False``) or ScaleGMN-B, with an invariant readout, or with
+    ``edit`` the equivariant output: a change of every weight and bias."""
 
     def __init__(self, info: TaskInfo, *, hidden: int, layers: int, dropout: float, skip: bool,
-                 edge_positions: bool, positions_in_mlps: bool, bidirectional: bool) -> None:
+                 edge_positions: bool, positions_in_mlps: bool, bidirectional: bool,
+                 edit: bool = False) -> None:
         super().__init__()
         self.specs = tuple(info.specs)
         self.stats = dict(info.stats)
@@ -319,6 +353,7 @@ class ScaleGMN(nn.Module):
         self._kinds = {spec: neuron_kinds(spec) for spec in self.specs}
         signs = any(bool((kinds & SIGN).any()) for kinds in self._kinds.values())
         self.bidirectional, self.dropout, self.positions_in_mlps = bidirectional, dropout, positions_in_mlps
+        self.edit = edit
         dirs = 2 if bidirectional else 1
         positions = self.converter.num_positions
         self.embed_bias = scaling_linear(1, hidden)
@@ -328,15 +363,32 @@ class ScaleGMN(nn.Module):
                                if edge_positions else None)
         d_extra = hidden if positions_in_mlps else 0
         fan_in = [mean_degree(self.converter, self.specs, end) for end in (1, 0)[:dirs]]
+
+        def edge_out(i: int, d: int) -> int | None:  # the edit's last forward edge update is the weight change
+            if i < layers - 1:
+                return hidden
+            return self.converter.kernel_size if edit and d == 0 else None
+
+        def receivers(i: int, d: int) -> str:  # in the last layer only what is read afterwards
+            if i < layers - 1:
+                return "all"
+            return ("all" if d == 0 else "hidden") if edit else "io"
+
         self.messages = nn.ModuleList(
-            nn.ModuleList(Messages(hidden, signs, d_extra, fan_in[d], last=i == layers - 1) for d in range(dirs))
+            nn.ModuleList(Messages(hidden, signs, d_extra, fan_in[d], edge_out(i, d), receivers(i, d))
+                          for d in range(dirs))
             for i in range(layers))
         self.updates = nn.ModuleList(
-            Equivariant((1 + dirs) * hidden, hidden, hidden, signs, d_extra, io_only=i == layers - 1)
+            Equivariant((1 + dirs) * hidden, 1 if edit and i == layers - 1 else hidden, hidden, signs, d_extra,
+                        io_only=i == layers - 1 and not edit)
             for i in range(layers))
-        self.skips = nn.ModuleList(scaling_linear(hidden, hidden) for _ in range(layers)) if skip else None
+        skips = layers - 1 if edit else layers  # the edit's last layer outputs the change itself
+        self.skips = nn.ModuleList(scaling_linear(hidden, hidden) for _ in range(skips)) if skip else None
         n_in, n_out = self.converter.max_inputs, self.converter.max_outputs
-        if bidirectional:
+        if edit:
+            self.spec = info.spec
+            self.scale = ChangeScale(self.spec, self.stats.get(self.spec))
+        elif bidirectional:
             self.project_in = nn.Linear(n_in * hidden, hidden)
             self.project_out = nn.Linear(n_out * hidden, hidden)
             self.head = mlp(2 * hidden, hidden, info.out_dim)
@@ -379,7 +431,7 @@ class ScaleGMN(nn.Module):
             edges.append(e)
         return x, edges, directions, rows, pos
 
-    def forward(self, weights: Weights) -> Tensor:
+    def forward(self, weights: Weights) -> Tensor | WeightSpace:
         graph = self.converter(self.prepare(weights))
         x, edges, directions, rows, pos = self.encode(graph)
         extra = pos if self.positions_in_mlps else None
@@ -389,6 +441,8 @@ class ScaleGMN(nn.Module):
             edges = [e if m.edge_update is None else m.edge_update(x, rows, e, d.send, d.receive)
                      for m, e, d in zip(messages, edges, directions)]
             h = torch.cat([x, *aggregated], dim=-1)
+            if self.edit and i == last:
+                return self.change(graph, update(h, rows, extra), edges[0])
             if i < last:
                 new = update(h, rows, extra)
             else:  # only the input/output neurons are read from here on
@@ -397,6 +451,13 @@ class ScaleGMN(nn.Module):
             x = new + self.skips[i](x) if self.skips is not None else new
             x = F.dropout(x, self.dropout, self.training)
         return self.head(self.readout(x, rows.io, graph))
+
+    def change(self, graph: Batch, nodes: Tensor, edges: Tensor) -> WeightSpace:
+        """The weight change read from one feature per node (the bias change: it scales as
+        the bias) and ``kernel_size`` per forward edge (the weight change: it scales as the
+        weight), as the converter reads weights back; the graph's features are replaced."""
+        graph.x, graph.edge_attr = nodes, edges
+        return self.scale(as_shape(self.converter.to_weights(graph), self.spec))
 
     def readout(self, x: Tensor, nodes: Tensor, graph: Batch) -> Tensor:
         """From the features ``x`` of the input/output neurons ``nodes``: the output neurons'
@@ -419,9 +480,9 @@ class ScaleGMN(nn.Module):
 
 def _register(name: str, bidirectional: bool, weight_decay: float) -> None:
     def build(task: TaskInfo, **hparams) -> nn.Module:
-        return ScaleGMN(task, bidirectional=bidirectional, **hparams)
+        return ScaleGMN(task, bidirectional=bidirectional, edit=task.task == "edit", **hparams)
 
-    register_method(name, family="graph", profiles=PROFILES[name], heterogeneous=True,
+    register_method(name, family="graph", profiles=PROFILES[name], heterogeneous=True, edits=True,
                     symmetries=("permutation", "sign_flip", "rescale", "phase"),
                     optim={"lr": 1e-3, "weight_decay": weight_decay},
                     paper=f"Kalogeropoulos et al. 2024 ({'ScaleGMN-B' if bidirectional else 'ScaleGMN'})")(build)
