@@ -12,7 +12,7 @@ import methods  # noqa: F401
 from datasets.method_table import METHODS, build_method
 from scripts.bench_methods import Row, count_flops, make_loss, make_step, profiled_step, render, siren_batch
 
-BATCH = 8
+BATCH = 32
 CPU = torch.device("cpu")
 
 
