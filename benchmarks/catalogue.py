@@ -30,6 +30,7 @@ def method_frame() -> pd.DataFrame:
         quick = info.profiles["quick"]
         rows.append({"method": name, "family": info.family, "symmetries": ",".join(sorted(info.symmetries)) or "none",
                      "blind to": ",".join(sorted(info.blind_to)), "mixed architectures": info.heterogeneous,
+                     "edits": "edit" in info.tasks,
                      "version": info.version, "options": ", ".join(sorted(info.option_names("quick"))),
                      "quick": "; ".join(f"{d}: {v}" for d, v in quick.items()) if info.by_domain else str(quick),
                      "paper": info.paper})
