@@ -30,7 +30,7 @@ from pathlib import Path
 
 from datasets.cache import default_data_root
 from datasets.dataset_table import DATASETS, DatasetEntry, RemoteFile
-from datasets.errors import ConfigError, DataNotFound, InvalidData, MissingDependency, WsbenchError
+from datasets.errors import ConfigError, DataNotFound, InvalidData, MissingDependency, WsbenchError, exit_status
 from datasets.files import atomic_write_text, file_lock, sha256_file
 from datasets.progress import progress
 from datasets.source import LoadOptions
@@ -256,13 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     import datasets.sources  # noqa: F401  (registers every dataset)
 
     options = LoadOptions(args.data_root or default_data_root(), args.dataset_source)
-    try:
+
+    def fetch_all() -> None:
         for entry in [DATASETS[name] for name in dict.fromkeys(args.names)]:
             print(f"{entry.info.name}: {fetch(entry, options)}")
-    except WsbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(fetch_all)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from benchmarks.metrics import METRICS
 from benchmarks.record_schema import RunRecord
 from benchmarks.records import load_records, reference_folder
 from benchmarks.suites import SUITES
-from datasets.errors import ConfigError, WsbenchError
+from datasets.errors import ConfigError, exit_status
 from datasets.files import atomic_write_bytes, atomic_write_text
 
 PROFILE_ORDER = ("paper", "quick", "smoke")
@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                              "'none' to leave it out)")
     parser.add_argument("--profiles", nargs="+", default=["paper", "quick"], choices=PROFILE_ORDER)
     args = parser.parse_args(argv)
-    try:
+
+    def render() -> None:
         if not (args.out / "records").is_dir():
             raise ConfigError(f"{args.out}: no records/ folder here; give the results folder of your runs "
                               f"(--out DIR, default runs)")
@@ -390,10 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         if reference is not None and not (reference / "records").is_dir():
             raise ConfigError(f"{reference}: no records/ folder here to show as the reference")
         print(write(args.out, tuple(args.profiles), reference=reference))
-    except WsbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(render)
 
 
 if __name__ == "__main__":

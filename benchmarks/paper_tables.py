@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.leaderboard import budget, mean_std
@@ -16,14 +17,48 @@ from benchmarks.records import load_records
 from benchmarks.suites import SUITES
 from datasets.files import atomic_write_text
 
-INR_SOURCE = ("Navon et al. 2023 (DWSNets), Zhou et al. 2023 (NFN), Kofinas et al. 2024 (Neural Graphs), "
-              "Kalogeropoulos et al. 2024 (ScaleGMN); DWSNets MNIST / FashionMNIST INRs")
-INR_PUBLISHED = {  # test accuracy %, (MNIST, FashionMNIST)
-    "mlp": (17.55, 19.91), "mlp-aug": (29.26, 22.76), "inr2vec": (23.69, 22.33), "dwsnet": (85.71, 67.06),
-    "nfn-np": (78.50, 68.19), "nfn-hnp": (79.11, 68.94), "ng-gnn": (91.40, 68.00), "scalegmn-b": (96.59, 80.78),
-}
-ZOO_SOURCE = "Zhou et al. 2023 (NFN, NFT), Kofinas et al. 2024 (Neural Graphs); Small CNN Zoo CIFAR10-GS"
-ZOO_PUBLISHED = {"statnn": 0.915, "nfn-np": 0.922, "nfn-hnp": 0.934, "nft": 0.926, "ng-gnn": 0.930, "ng-t": 0.935}
+@dataclass(frozen=True)
+class PaperTable:
+    """One published table: per method the published numbers on ``benchmarks`` (label,
+    our dataset), each beside ours, then our numbers on the embedded ``local`` datasets."""
+
+    title: str
+    source: str
+    suite: str
+    metric: str
+    benchmarks: tuple[tuple[str, str], ...]
+    published: dict[str, tuple[float | None, ...]]
+    local: tuple[str, ...]
+    digits: int
+
+
+TABLES = (
+    PaperTable("INR classification (test accuracy %)",
+               "Navon et al. 2023 (DWSNets), Zhou et al. 2023 (NFN), Kofinas et al. 2024 (Neural Graphs), "
+               "Kalogeropoulos et al. 2024 (ScaleGMN); DWSNets MNIST / FashionMNIST INRs, ScaleGMN's CIFAR-10 INRs",
+               "inr", "accuracy", (("MNIST", "mnist-inr"), ("FashionMNIST", "fmnist-inr"), ("CIFAR-10", "cifar10-inr")),
+               {"mlp": (17.55, 19.91, None), "mlp-aug": (29.26, 22.76, None), "inr2vec": (23.69, 22.33, None),
+                "dwsnet": (85.71, 67.06, None), "nfn-np": (78.50, 68.19, None), "nfn-hnp": (79.11, 68.94, None),
+                "ng-gnn": (91.40, 68.00, None), "ng-gnn, 64 probes": (94.7, 74.2, None),
+                "ng-t, 64 probes": (97.3, 74.8, None), "scalegmn": (96.57, 80.46, 36.43),
+                "scalegmn-b": (96.59, 80.78, 38.82)},
+               ("digits-inr",), 2),
+    PaperTable("CNN generalization prediction (Kendall τ)",
+               "Zhou et al. 2023 (NFN, NFT), Kofinas et al. 2024 (Neural Graphs); Small CNN Zoo CIFAR10-GS, "
+               "CNN Wild Park", "zoo", "kendall_tau",
+               (("CIFAR10-GS", "small-cnn-zoo-cifar10"), ("CNN Wild Park", "cnn-wild-park")),
+               {"statnn": (0.915, None), "nfn-np": (0.922, None), "nfn-hnp": (0.934, None), "nft": (0.926, None),
+                "ng-gnn": (0.930, 0.804), "ng-t": (0.935, 0.817)},
+               ("digits-cnn-zoo", "digits-cnn-park"), 3),
+    PaperTable("INR editing: dilation (pixel MSE ×10⁻², targets in [0, 1])",
+               "Kofinas et al. 2024 (Neural Graphs) Table 2 and Kalogeropoulos et al. 2024 (ScaleGMN), MNIST INRs; "
+               "NG-GNN and NG-T with 64 probes. NFN's own setting (Zhou et al. 2023, Table 6: its INRs, targets in "
+               "[-1, 1], so not comparable): MLP 0.306, MLP-aug 0.307, NFN-HNP 0.070, NFN-NP 0.068",
+               "edit", "pixel_mse", (("MNIST", "mnist-inr"),),
+               {"nft": (5.10,), "nfn-np": (2.55,), "dwsnet": (2.29,), "ng-gnn, 64 probes": (2.06,),
+                "scalegmn-b": (1.89,), "ng-t, 64 probes": (1.75,)},
+               ("digits-inr",), 2),
+)
 
 
 def _rank(records: list[RunRecord]) -> tuple:
@@ -34,14 +69,14 @@ def _rank(records: list[RunRecord]) -> tuple:
     return (config["profile"] == "paper", limit, config["train"]["epochs"], len(records))
 
 
-def ours(records: list[RunRecord], dataset: str, metric: str) -> dict[str, str]:
-    """Per method on ``dataset``: mean +- std over the seeds of one configuration (the
-    largest budget present; configurations are never mixed), with that budget and the
+def ours(records: list[RunRecord], suite: str, dataset: str, metric: str) -> dict[str, str]:
+    """Per method on ``dataset`` in ``suite``: mean +- std over the seeds of one configuration
+    (the largest budget present; configurations are never mixed), with that budget and the
     number of seeds."""
     by: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         c = r["config"]
-        if c["dataset"] == dataset and r["status"] == "ok" and c["profile"] in ("paper", "quick"):
+        if (c["suite"], c["dataset"]) == (suite, dataset) and r["status"] == "ok" and c["profile"] in ("paper", "quick"):
             by[(c["method"], r["config_id"])].append(r)
     best: dict[str, list[RunRecord]] = {}
     for (method, _), runs in by.items():
@@ -56,35 +91,31 @@ def ours(records: list[RunRecord], dataset: str, metric: str) -> dict[str, str]:
     return result
 
 
-def render(records: list[RunRecord], source: str = "results") -> str:
-    def columns(datasets, metric):
-        return [ours(records, d, metric) for d in datasets]
+def render_table(records: list[RunRecord], table: PaperTable) -> list[str]:
+    """The Markdown lines of one published table with our numbers beside."""
+    published = [ours(records, table.suite, d, table.metric) for _, d in table.benchmarks]
+    local = [ours(records, table.suite, d, table.metric) for d in table.local]
+    methods = list(table.published) + sorted({m for col in published + local for m in col} - set(table.published))
+    header = [h for label, _ in table.benchmarks for h in (f"{label} (paper)", f"{label} (ours)")]
+    header += [f"{d} (ours)" for d in table.local]
+    lines = ["", f"## {table.title}", "", f"Published: {table.source}.", "",
+             "| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for m in methods:
+        values = table.published.get(m, (None,) * len(table.benchmarks))
+        cells = [c for v, col in zip(values, published)
+                 for c in ("–" if v is None else f"{v:.{table.digits}f}", col.get(m, "–"))]
+        cells += [col.get(m, "–") for col in local]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
 
-    inr_sets = ("mnist-inr", "fmnist-inr", "digits-inr")
-    inr = columns(inr_sets, "accuracy")
-    methods = list(INR_PUBLISHED) + sorted({m for col in inr for m in col} - set(INR_PUBLISHED))
+
+def render(records: list[RunRecord], source: str = "results") -> str:
     lines = ["# Published results next to ours", "",
              f"Generated from `{source}/records` by `python -m benchmarks.paper_tables --out {source}`; do not edit "
              "by hand.",
-             "'–': not published, or not run here yet.", "",
-             "## INR classification (test accuracy %)", "", f"Published: {INR_SOURCE}.", "",
-             "| method | MNIST (paper) | MNIST (ours) | FashionMNIST (paper) | FashionMNIST (ours) | digits-inr (ours) |",
-             "|---|---|---|---|---|---|"]
-    for m in methods:
-        pub = INR_PUBLISHED.get(m, (None, None))
-        cell = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
-        lines.append(f"| {m} | {cell(pub[0])} | {inr[0].get(m, '–')} | {cell(pub[1])} | {inr[1].get(m, '–')} "
-                     f"| {inr[2].get(m, '–')} |")
-    zoo_sets = ("small-cnn-zoo-cifar10", "digits-cnn-zoo", "digits-cnn-park")
-    zoo = columns(zoo_sets, "kendall_tau")
-    methods = list(ZOO_PUBLISHED) + sorted({m for col in zoo for m in col} - set(ZOO_PUBLISHED))
-    lines += ["", "## CNN generalization prediction (Kendall τ)", "", f"Published: {ZOO_SOURCE}.", "",
-              "| method | CIFAR10-GS (paper) | CIFAR10-GS (ours) | digits-cnn-zoo (ours) | digits-cnn-park (ours) |",
-              "|---|---|---|---|---|"]
-    for m in methods:
-        pub = ZOO_PUBLISHED.get(m)
-        lines.append(f"| {m} | {'–' if pub is None else f'{pub:.3f}'} | {zoo[0].get(m, '–')} | "
-                     f"{zoo[1].get(m, '–')} | {zoo[2].get(m, '–')} |")
+             "'–': not published, or not run here yet."]
+    for table in TABLES:
+        lines += render_table(records, table)
     return "\n".join(lines)
 
 

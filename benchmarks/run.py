@@ -35,7 +35,7 @@ from benchmarks.suites import SUITES, Suite
 from datasets.cache import default_data_root
 from datasets.card import render_card
 from datasets.dataset_table import DATASETS
-from datasets.errors import ConfigError, WsbenchError
+from datasets.errors import ConfigError, exit_status
 from datasets.method_table import METHODS
 from datasets.source import LoadOptions
 
@@ -222,14 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     register_all()
     args.out = args.out or default_out()
-    try:
-        if args.list:
-            print(catalogue.render())
-            return 0
-        return run_suite(args, *plan_suite(args))
-    except WsbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.list:
+        print(catalogue.render())
+        return 0
+    return exit_status(lambda: run_suite(args, *plan_suite(args)))
 
 
 def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods: list[str], options: LoadOptions,

@@ -8,7 +8,8 @@ keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -61,3 +62,14 @@ class CacheError(WsbenchError):
 
 class UnsupportedArchitecture(WsbenchError):
     """A method cannot take a dataset's architectures; the harness reports it as "n/a"."""
+
+
+def exit_status(command: Callable[[], int | None]) -> int:
+    """Run a command line's body: its status (0 if it returns none), or 2 after one line
+    ``error: ...`` on stderr for a user error (``WsbenchError``, never a traceback); a bug
+    propagates with its traceback."""
+    try:
+        return command() or 0
+    except WsbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

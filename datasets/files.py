@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from datasets.errors import InvalidData
+
 log = logging.getLogger("wsbench")
 HASH_CHUNK = 1 << 22
 
@@ -48,6 +50,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: Path, what: str) -> object:
+    """The parsed JSON of ``path``; ``InvalidData`` naming the file and ``what`` it should be
+    if it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidData(f"{path}: not a readable {what} ({err})") from None
 
 
 def sha256_file(path: Path | str) -> str:

@@ -40,13 +40,14 @@ CANDIDATES: dict[str, list[dict]] = {
                  {"phi_hidden": 256, "rho_hidden": 256}],
     "statnn": [{"hidden": 128}, {"hidden": 256}, {"hidden": 512}],
     "dwsnet": [{"width": 8}, {"width": 16}, {"width": 32}],
-    "nfn-np": [{"channels": (16, 16, 16)}, {"channels": (32, 32, 32)}, {"channels": (64, 64, 64)}],
-    "nfn-hnp": [{"channels": (16, 16, 16)}, {"channels": (32, 32, 32)}, {"channels": (64, 64, 64)}],
-    "nft": [{"channels": 16}, {"channels": 32}],
-    "ng-gnn": [{"hidden": 16}, {"hidden": 32}, {"hidden": 64}],
+    "nfn-np": [{"channels": (16, 16, 16)}, {"channels": (32, 32, 32)}],
+    "nfn-hnp": [{"channels": (16, 16, 16)}, {"channels": (32, 32, 32)}],
+    "nft": [{"channels": 16, "fourier_scale": 0.3}, {"channels": 16, "fourier_scale": 1.0},
+            {"channels": 32, "fourier_scale": 3.0}],
+    "ng-gnn": [{"hidden": 16}, {"hidden": 32}],
     "ng-t": [{"d_node": 32, "d_edge": 8}, {"d_node": 64, "d_edge": 16}],
-    "scalegmn": [{"hidden": 16}, {"hidden": 32}, {"hidden": 64}],
-    "scalegmn-b": [{"hidden": 16}, {"hidden": 32}, {"hidden": 64}],
+    "scalegmn": [{"hidden": 16}, {"hidden": 32}],
+    "scalegmn-b": [{"hidden": 16}, {"hidden": 32}],
     "probing": [{}],
 }
 
@@ -56,9 +57,19 @@ def label(options: dict) -> str:
         or "profile default"
 
 
+def quick_default(method: str) -> dict:
+    """The quick profile's hyperparameters (of the MLP domain for methods sized per domain)."""
+    info = METHODS[method]
+    return info.profiles["quick"]["mlp"] if info.by_domain else info.profiles["quick"]
+
+
 def option_args(method: str, options: dict) -> list[str]:
+    """``--method-option`` arguments for the options that differ from the quick profile (so a
+    candidate equal to it is the same configuration as a plain run, and reuses its record)."""
     args = []
     for key, value in options.items():
+        if quick_default(method).get(key) == value:
+            continue
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         args += ["--method-option", f"{method}.{key}={text}"]
     return args
@@ -66,8 +77,10 @@ def option_args(method: str, options: dict) -> list[str]:
 
 def train_grid(args: argparse.Namespace, method: str, dataset: str, extra: list[str]) -> None:
     default_lr = METHODS[method].optim.get("lr", 1e-3)
-    lrs = args.lrs or [default_lr / 3, default_lr, default_lr * 3]
-    for options in CANDIDATES.get(method, [{}]):
+    lrs = args.lrs or [default_lr * f for f in args.lr_factors]
+    sizes = CANDIDATES.get(method, [{}])
+    sizes = {"all": sizes, "smallest": sizes[:1], "default": [{}]}[args.sizes]
+    for options in sizes:
         for lr in lrs:
             code = run.main(["--suite", "inr", "--datasets", dataset, "--methods", method,
                              "--seeds", *map(str, args.seeds), "--lr", f"{lr:g}", "--out", str(args.out),
@@ -93,7 +106,10 @@ def report(args: argparse.Namespace) -> str:
         if record["status"] != "ok":
             continue
         c = record["config"]
-        rows[(c["dataset"], c["method"], json.dumps(c["method_options"], sort_keys=True), c["train"]["lr"])].append(record)
+        studied = {k for size in CANDIDATES.get(c["method"], []) for k in size}
+        size = {k: c["hyperparameters"][k] for k in sorted(studied) if k in c["hyperparameters"]}
+        rows[(c["dataset"], c["method"], json.dumps(size or c["method_options"], sort_keys=True),
+              c["train"]["lr"])].append(record)
     lines = ["| dataset | method | configuration | parameters | lr | steps to leave the plateau | val accuracy % |",
              "|---|---|---|---|---|---|---|"]
     by_method: dict[tuple, list] = defaultdict(list)
@@ -124,10 +140,16 @@ def report(args: argparse.Namespace) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description="Learning-threshold study of every method's quick configuration.")
     p.add_argument("--methods", nargs="+", default=list(CANDIDATES))
-    p.add_argument("--datasets", nargs="+", default=["digits-inr"])
+    p.add_argument("--datasets", nargs="*", default=["digits-inr"], help="(none: only the MNIST subset)")
     p.add_argument("--mnist-source", type=Path, help="MNIST IDX folder: also study mnist-inr built from it")
     p.add_argument("--mnist-limit", type=int, default=1000, help="mnist-inr networks per split")
-    p.add_argument("--lrs", nargs="+", type=float, help="learning rates (default: the method's, /3 and x3)")
+    p.add_argument("--lrs", nargs="+", type=float, help="learning rates (default: the method's times --lr-factors)")
+    p.add_argument("--lr-factors", nargs="+", type=float, default=[1 / 3, 1, 3],
+                   help="multiples of the method's learning rate to try (default 1/3 1 3; 1 for the method's only)")
+    p.add_argument("--sizes", choices=("all", "smallest", "default"), default="all",
+                   help="candidate sizes to train: all, the smallest only, or the quick profile's only")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to every run (as benchmarks.run's)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--within", type=float, default=0.02, help="smallest size within this of the best (0.02 = 2 points)")
@@ -138,6 +160,7 @@ def main() -> int:
     register_all()
     if not args.report_only:
         root = ["--data-root", str(args.data_root)] if args.data_root else []
+        root += [a for option in args.dataset_option for a in ("--dataset-option", option)]
         for method in args.methods:
             for dataset in args.datasets:
                 train_grid(args, method, dataset, root)

@@ -6,11 +6,12 @@ transform really preserves the function (importable because ``pyproject.toml`` p
 from __future__ import annotations
 
 import torch
+from weight_batches import random_weights
 
 from datasets.functional import forward
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import flip_signs, permute_hidden, rescale_positive, shift_phase
-from datasets.weights import WeightSpace
+from datasets.weights import MixedWeights, WeightSpace
 
 RELU_CNN = ArchSpec((Layer("conv", 6, 1, (3, 3), 2, 0, "relu"), Layer("conv", 6, 6, (5, 5), 1, 2, "relu"),
                      Layer("linear", 10, 6)), residual=((1, 2),))
@@ -48,3 +49,18 @@ def verified(name: str, ws: WeightSpace, generator: torch.Generator) -> WeightSp
 
 def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def check_mixed_batch(net: torch.nn.Module, specs: tuple[ArchSpec, ...], generator: torch.Generator) -> None:
+    """Networks of ``specs`` (3 each) shuffled into one batch: one prediction per network,
+    unchanged under every transform at once (each group's own symmetries; the others are the
+    identity on it), and each prediction the one its group gets alone."""
+    mixed = MixedWeights.from_groups([random_weights(s, 3, i) for i, s in enumerate(specs)])
+    mixed = mixed[torch.tensor([4, 0, 7, 2, 5, 1, 8, 3, 6])]
+    out = net(mixed)
+    assert out.shape == (9, 10)
+    moved = shift_phase(rescale_positive(flip_signs(permute_hidden(mixed, generator), generator),
+                                         generator, 0.1, 10.0), generator)
+    assert relative_change(net(moved), out) < 1e-6
+    for g, group in enumerate(mixed.groups):
+        assert torch.allclose(out[mixed.positions(g)], net(group), rtol=1e-9, atol=1e-12)

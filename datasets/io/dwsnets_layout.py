@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from datasets.errors import InvalidData, InvalidItem
-from datasets.files import atomic_write_text
+from datasets.files import atomic_write_text, read_json
 from datasets.io.state_dicts import Layers, StateDictError, dwsnets_state_dict, load_file, read_named
 from datasets.progress import progress as progress_bar
 from datasets.spec import ArchSpec
@@ -125,10 +125,7 @@ def generated_split(files: list[Path], inr_dir: Path) -> dict[str, list[Path]]:
 def read_splits_file(path: Path) -> dict[str, dict[str, list]]:
     """``{split: {"path": [...], "label": [...] (optional)}}``; ``InvalidData`` if the file
     is not a splits JSON."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidData(f"{path}: not a readable splits JSON ({err})") from err
+    data = read_json(path, "splits JSON")
     out = {}
     for split in SPLITS:
         value = data.get(split) if isinstance(data, dict) else None

@@ -22,7 +22,6 @@ read, what the architectures are and which of them our spec refuses:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ import torch
 from datasets.card import summary
 from datasets.dataset_table import DatasetInfo, RemoteFile, register_dataset
 from datasets.errors import DataNotFound, InvalidData, InvalidItem
+from datasets.files import read_json
 from datasets.io.state_dicts import stack
 from datasets.io.wild_park import WildParkNetwork, read_network
 from datasets.progress import progress
@@ -59,10 +59,7 @@ def is_inside(relative: str) -> bool:
 
 def read_splits(path: Path) -> dict[str, list[tuple[str, float, int]]]:
     """``split -> [(relative path, score, step), ...]`` from the authors' split file."""
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidData(f"{path}: not a readable JSON split file ({err})") from None
+    table = read_json(path, "JSON split file")
     entries = {}
     for name in SPLITS:
         part = table.get(name) if isinstance(table, dict) else None

@@ -200,40 +200,23 @@ class SmallCnnZoo(DatasetSource):
         return Built(splits["train"], splits["val"], splits["test"], card)
 
 
-def published_files(folder: str, split_name: str) -> tuple[RemoteFile, ...]:
-    """The zoo's archive (unpacked, it holds ``<folder>/weights.npy`` & co) and NFN's split file."""
-    return (RemoteFile(f"{URL}{folder}.tar.xz", f"{folder}.tar.xz"),
-            RemoteFile(f"{SPLITS_RAW}{split_name}", split_name, SPLIT_SHA256[split_name]))
+def register_zoo(name: str, image_set: str, folder: str, split_name: str, rows: str) -> None:
+    """Register one published Small CNN Zoo subset: its archive (unpacked, it holds
+    ``<folder>/weights.npy`` & co) and NFN's split file."""
+    files = (RemoteFile(f"{URL}{folder}.tar.xz", f"{folder}.tar.xz"),
+             RemoteFile(f"{SPLITS_RAW}{split_name}", split_name, SPLIT_SHA256[split_name]))
+    register_dataset(DatasetInfo(
+        name, ("zoo",), "regression", 1, version=1,
+        description=f"Small CNN Zoo (Unterthiner et al. 2020), {image_set}: {COMMON}; {rows} rows",
+        source=f"{URL}{folder}.tar.xz", licence="CC BY 4.0", files=files),
+        SmallCnnZoo, folder=folder, split_name=split_name)
 
 
 # Row counts per archive as published with the zoo (google-research dnn_predict_accuracy README).
 COMMON = "4,970-parameter CNNs (ReLU or tanh), 30,000 runs x 9 checkpoints; NFN protocol (final checkpoints, " \
          "published split file); target: test accuracy"
 
-register_dataset(DatasetInfo(
-    "small-cnn-zoo-cifar10", ("zoo",), "regression", 1, version=1,
-    description=f"Small CNN Zoo (Unterthiner et al. 2020), grayscale CIFAR-10: {COMMON}; 270,000 rows",
-    source=f"{URL}cifar10.tar.xz", licence="CC BY 4.0",
-    files=published_files("cifar10", "cifar10_split.csv")),
-    SmallCnnZoo, folder="cifar10", split_name="cifar10_split.csv")
-
-register_dataset(DatasetInfo(
-    "small-cnn-zoo-svhn", ("zoo",), "regression", 1, version=1,
-    description=f"Small CNN Zoo (Unterthiner et al. 2020), grayscale SVHN (cropped): {COMMON}; 269,892 rows",
-    source=f"{URL}svhn_cropped.tar.xz", licence="CC BY 4.0",
-    files=published_files("svhn_cropped", "svhn_split.csv")),
-    SmallCnnZoo, folder="svhn_cropped", split_name="svhn_split.csv")
-
-register_dataset(DatasetInfo(
-    "small-cnn-zoo-mnist", ("zoo",), "regression", 1, version=1,
-    description=f"Small CNN Zoo (Unterthiner et al. 2020), MNIST: {COMMON}; 269,973 rows",
-    source=f"{URL}mnist.tar.xz", licence="CC BY 4.0",
-    files=published_files("mnist", "mnist_split.csv")),
-    SmallCnnZoo, folder="mnist", split_name="mnist_split.csv")
-
-register_dataset(DatasetInfo(
-    "small-cnn-zoo-fashion-mnist", ("zoo",), "regression", 1, version=1,
-    description=f"Small CNN Zoo (Unterthiner et al. 2020), Fashion-MNIST: {COMMON}; 270,000 rows",
-    source=f"{URL}fashion_mnist.tar.xz", licence="CC BY 4.0",
-    files=published_files("fashion_mnist", "fashion_mnist_split.csv")),
-    SmallCnnZoo, folder="fashion_mnist", split_name="fashion_mnist_split.csv")
+register_zoo("small-cnn-zoo-cifar10", "grayscale CIFAR-10", "cifar10", "cifar10_split.csv", "270,000")
+register_zoo("small-cnn-zoo-svhn", "grayscale SVHN (cropped)", "svhn_cropped", "svhn_split.csv", "269,892")
+register_zoo("small-cnn-zoo-mnist", "MNIST", "mnist", "mnist_split.csv", "269,973")
+register_zoo("small-cnn-zoo-fashion-mnist", "Fashion-MNIST", "fashion_mnist", "fashion_mnist_split.csv", "270,000")

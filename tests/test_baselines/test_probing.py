@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from symmetry_cases import CASES, SPECS, relative_change, verified
+from symmetry_cases import CASES, SPECS, check_mixed_batch, relative_change, verified
 from weight_batches import random_weights, task_info
 
 import baselines  # noqa: F401
@@ -17,7 +17,7 @@ from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.method_table import METHODS, build_method
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
-from datasets.symmetry import flip_signs, permute_hidden, permute_rows_only, rescale_positive, shift_phase
+from datasets.symmetry import permute_rows_only, rescale_positive
 from datasets.weights import MixedWeights, WeightSpace
 
 torch.set_num_threads(1)
@@ -72,15 +72,7 @@ def test_mixed_batch_shares_probes_and_ignores_batch_mates(generator):
     specs = (SPECS["siren"], mlp_spec([2, 16, 16, 16, 10], "tanh"), SPECS["relu-cnn"])
     net = model(*specs)
     assert sorted(net.points) == ["conv1", "mlp2"]  # one probe set per input shape
-    mixed = MixedWeights.from_groups([random_weights(s, 3, i) for i, s in enumerate(specs)])
-    mixed = mixed[torch.tensor([4, 0, 7, 2, 5, 1, 8, 3, 6])]
-    out = net(mixed)
-    assert out.shape == (9, 10)
-    moved = shift_phase(rescale_positive(flip_signs(permute_hidden(mixed, generator), generator),
-                                         generator, 0.1, 10.0), generator)
-    assert relative_change(net(moved), out) < 1e-6
-    for g, group in enumerate(mixed.groups):
-        assert torch.allclose(out[mixed.positions(g)], net(group), rtol=1e-9, atol=1e-12)
+    check_mixed_batch(net, specs, generator)
 
 
 def test_batch_independence_in_eval():

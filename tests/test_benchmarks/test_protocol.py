@@ -24,9 +24,11 @@ def test_method_overrides_and_epoch_override():
 
 
 class Readout(nn.Module):
-    def __init__(self):
+    """A linear readout of the 9 flat weights of a 2-2-1 MLP."""
+
+    def __init__(self, outputs: int = 2):
         super().__init__()
-        self.net = nn.Linear(9, 2)
+        self.net = nn.Linear(9, outputs)
 
     def forward(self, ws):
         return self.net(ws.flatten())
@@ -72,15 +74,6 @@ def test_an_undefined_validation_metric_never_selects_an_epoch():
     tr, va = splits()
     constant = Split(va.weights, torch.full((len(va),), 0.5))
     with pytest.raises(Undefined, match="undefined in every epoch"):
-        train(RegressionReadout(), Split(tr.weights, tr.targets.float()), constant, task="regression",
+        train(Readout(1), Split(tr.weights, tr.targets.float()), constant, task="regression",
               metrics=("kendall_tau",), config=TrainConfig(epochs=2, batch_size=16), seed=0,
               device=torch.device("cpu"))
-
-
-class RegressionReadout(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(9, 1)
-
-    def forward(self, ws):
-        return self.net(ws.flatten())

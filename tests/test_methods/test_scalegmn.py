@@ -9,13 +9,13 @@ import math
 
 import pytest
 import torch
-from symmetry_cases import CASES, SPECS, relative_change, verified
+from symmetry_cases import CASES, SPECS, check_mixed_batch, relative_change, verified
 from weight_batches import random_weights, task_info
 
 import methods  # noqa: F401
 from datasets.method_table import METHODS, build_method
 from datasets.spec import mlp_spec
-from datasets.symmetry import flip_signs, permute_hidden, permute_rows_only, rescale_positive, shift_phase
+from datasets.symmetry import permute_rows_only, rescale_positive
 from datasets.weights import MixedWeights, WeightSpace
 from methods.scalegmn import SCALE, SIGN, neuron_kinds, reciprocal
 
@@ -72,15 +72,7 @@ def test_mixed_batch_of_activations_and_shapes(name, generator):
     transform at once, and each prediction independent of its batch mates."""
     specs = (SPECS["siren"], SPECS["relu-cnn"], mlp_spec([3, 10, 10, 3], "tanh"))
     net = model(name, *specs)
-    mixed = MixedWeights.from_groups([random_weights(s, 3, i) for i, s in enumerate(specs)])
-    mixed = mixed[torch.tensor([4, 0, 7, 2, 5, 1, 8, 3, 6])]
-    out = net(mixed)
-    assert out.shape == (9, 10)
-    moved = shift_phase(rescale_positive(flip_signs(permute_hidden(mixed, generator), generator),
-                                         generator, 0.1, 10.0), generator)
-    assert relative_change(net(moved), out) < 1e-6
-    for g, group in enumerate(mixed.groups):
-        assert torch.allclose(out[mixed.positions(g)], net(group), rtol=1e-9, atol=1e-12)
+    check_mixed_batch(net, specs, generator)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
