@@ -80,7 +80,7 @@ class MethodInfo:
     def check_option(self, profile: str, name: str, value: Any) -> Any:
         """``value`` parsed for hyperparameter ``name`` (``ConfigError`` if it does not fit)."""
         default = next(t[name] for t in self._tables(profile) if name in t)
-        return parse_value(f"{self.name} option {name}", value, default)
+        return parse_hyperparameter(f"{self.name} option", name, value, default)
 
     def hyperparameters(self, task: TaskInfo, profile: str = "quick",
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,8 +92,26 @@ class MethodInfo:
         if unknown:
             raise ConfigError(f"{self.name}: unknown method option(s) {', '.join(unknown)}; valid: "
                               f"{', '.join(sorted(values))}")
-        values.update({k: parse_value(f"{self.name} option {k}", v, values[k]) for k, v in overrides.items()})
+        values.update({k: parse_hyperparameter(f"{self.name} option", k, v, values[k]) for k, v in overrides.items()})
         return values
+
+
+def parse_hyperparameter(label: str, name: str, value: Any, default: Any) -> Any:
+    """``value`` typed like ``default`` and range-checked the way every model reads its
+    hyperparameters: a size (an int whose default is positive, or each entry of a tuple of
+    them) at least 1, other numbers at least 0, a dropout rate below 1; ``ConfigError``
+    naming the option and the valid range otherwise."""
+    parsed = parse_value(f"{label} {name}", value, default)
+    numbers = parsed if isinstance(parsed, tuple) else (parsed,)
+    for number, reference in zip(numbers, default if isinstance(default, tuple) else (default,) * len(numbers)):
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            continue
+        size = isinstance(reference, int) and not isinstance(reference, bool) and reference >= 1
+        low, high = (1 if size else 0), (1 if "dropout" in name else None)
+        if number < low or (high is not None and number >= high):
+            valid = f"at least {low}" if high is None else f"from {low} up to (not including) {high}"
+            raise ConfigError(f"{label} {name}={value} is out of range; valid: {valid}")
+    return parsed
 
 
 METHODS: Registry[MethodInfo] = Registry("method")

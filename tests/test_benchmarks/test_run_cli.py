@@ -125,3 +125,16 @@ def test_list_prints_both_tables(capsys):
     assert "Datasets" in out and "Methods" in out and "Dataset options" in out
     assert all(name in out for name in METHODS) and "digits-inr" in out and "small-cnn-zoo-cifar10" in out
     assert "steps=300 (1..10,000,000)" in out  # digits-inr's options with their ranges
+
+
+@pytest.mark.parametrize("option, message", [
+    ("ng-gnn.hidden=-1", "ng-gnn option hidden=-1 is out of range; valid: at least 1"),
+    ("nfn-np.channels=16,0,16", "nfn-np option channels=16,0,16 is out of range; valid: at least 1"),
+    ("dropout=1.5", "option dropout=1.5 is out of range; valid: from 0 up to (not including) 1"),
+    ("ng-gnn.sigma=-3", "ng-gnn option sigma=-3 is out of range; valid: at least 0"),
+])
+def test_method_options_out_of_range_are_one_line_errors(tmp_path, capsys, option, message):
+    assert cli(tmp_path, "--smoke", "--methods", "ng-gnn", "nfn-np", "--method-option", option) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "records").exists()  # refused before any work
