@@ -19,10 +19,10 @@ the model exactly invariant to ``permute_hidden``. Documented limitation: it is 
 invariant to ``permute_rows_only`` (a non-symmetry), since it never sees which neuron feeds
 which; it does see which bias belongs to which row.
 
-Profiles: quick: phi 2 layers of 128, mean pooling, rho 2 layers of 128. Paper: inr2vec-sized
+Profiles: quick: phi 2 layers of 256, mean pooling, rho 2 layers of 256. Paper: inr2vec-sized
 (phi 4 layers of 512 where inr2vec uses 512-512-1024-1024, max pooling as inr2vec; rho 3 layers
 of 512). Parameter counts for the SIREN 2-32-32-1 input with 10 classes: paper 1,337,354;
-quick 39,050. Deliberate differences from inr2vec: sorted rows (above), a layer embedding
+quick 143,626. Deliberate differences from inr2vec: sorted rows (above), a layer embedding
 instead of a fixed stacking order, no batch norm, per-layer input normalisation.
 
 Mixed architectures (``heterogeneous=True``): rows are padded to the longest row of any
@@ -43,7 +43,7 @@ from datasets.spec import ArchSpec
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace, Weights, as_mixed
 
-PROFILES = {"quick": {"phi_hidden": 128, "phi_layers": 2, "rho_hidden": 128, "rho_layers": 2, "pool": "mean"},
+PROFILES = {"quick": {"phi_hidden": 256, "phi_layers": 2, "rho_hidden": 256, "rho_layers": 2, "pool": "mean"},
             "paper": {"phi_hidden": 512, "phi_layers": 4, "rho_hidden": 512, "rho_layers": 3, "pool": "max"}}
 POOLS = ("mean", "sum", "max")
 

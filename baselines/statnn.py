@@ -9,14 +9,14 @@ neurons of one layer connect to the next). Conv kernels are treated as one tenso
 
 Published config (the reimplementation the NFN paper benchmarks, Zhou et al. 2023, whose
 CIFAR10-GS Kendall tau 0.915 is the number we compare with): two hidden layers of 1000 units,
-ReLU (paper profile); quick: two hidden layers of 256. Deliberate differences: (1) the
+ReLU (paper profile); quick: two hidden layers of 128. Deliberate differences: (1) the
 weights first pass the per-layer ``Normaliser`` (one scalar mean/std per tensor), which maps
 the seven statistics affinely, then the features are standardised by a batch norm without
 affine parameters (running statistics from training = a fixed standardisation at test time;
 the reference code feeds raw statistics); (2) the variance is the population variance, so a
 one-entry tensor (the SIREN output bias) gives 0 instead of NaN; (3) no sigmoid on the output:
 the harness picks the loss. Parameter counts for the SIREN 2-32-32-1 input (3 layers, 42
-features) with 10 classes: paper 1,054,010; quick 79,370.
+features) with 10 classes: paper 1,054,010; quick 23,306.
 
 Mixed architectures (``heterogeneous=True``): the statistics of layer ``k`` go to slot ``k``,
 except the last layer, which always goes to the last slot (so input and output layers line
@@ -37,7 +37,7 @@ from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import WeightSpace, Weights, as_mixed
 
-PROFILES = {"quick": {"hidden": 256, "layers": 3, "dropout": 0.0},
+PROFILES = {"quick": {"hidden": 128, "layers": 3, "dropout": 0.0},
             "paper": {"hidden": 1000, "layers": 3, "dropout": 0.0}}
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 NUM_STATS = 2 + len(QUANTILES)

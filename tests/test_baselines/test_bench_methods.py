@@ -25,7 +25,7 @@ def _setup(name: str):
 
 def test_flops_of_the_flat_mlp_are_counted_exactly():
     task, model, optimiser, weights, targets = _setup("mlp")
-    widths = [task.spec.num_params, model.hparams["hidden"], model.hparams["hidden"], 10]
+    widths = [task.spec.num_params] + [model.hparams["hidden"]] * (model.hparams["layers"] - 1) + [10]
     products = [a * b for a, b in zip(widths, widths[1:])]
     expected = 2 * BATCH * (2 * sum(products) + sum(products[1:]))
     assert count_flops(make_loss(model, "fp32", CPU), optimiser, weights, targets) == expected

@@ -235,19 +235,6 @@ def test_pools_match_previous_pools():
     torch.testing.assert_close(hnp_pool(feats), reference_hnp_pool(feats), **TOLERANCE)
 
 
-def test_parameter_counts_unchanged():
-    """The counts pinned for a SIREN 2-32-32-1 with 10 classes (quick, paper)."""
-    spec = siren_spec()
-    info = task_info(spec)
-    pinned = {"dwsnet": (41_514, 314_762), "nfn-np": (330_890, 45_459_754), "nfn-hnp": (421_546, 67_521_322),
-              "statnn": (79_370, 1_054_010)}
-    for name, counts in pinned.items():
-        for profile, count in zip(("quick", "paper"), counts):
-            with torch.device("meta"):
-                model = build_method(name, info, profile=profile)
-            assert sum(p.numel() for p in model.parameters()) == count, (name, profile)
-
-
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 @pytest.mark.parametrize("n", [1, 2, 5, SELECT_FROM - 1, SELECT_FROM, SELECT_FROM + 1, 1024, 1031])
 def test_statnn_statistics_match_sorting(n, ties):
