@@ -43,7 +43,7 @@ from methods.layouts import EdgeListGraph, LayeredGraph, check_layout, layered_g
 COMMON = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False,
           "layout": "auto"}
 PROFILES = {
-    "quick": {"d_node": 32, "d_edge": 8, "d_attn": 16, "d_node_hidden": 64, "d_edge_hidden": 16,
+    "quick": {"d_node": 64, "d_edge": 16, "d_attn": 16, "d_node_hidden": 64, "d_edge_hidden": 16,
               "d_out_hidden": 64, "heads": 2, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
     "paper": {"d_node": 64, "d_edge": 32, "d_attn": 128, "d_node_hidden": 128, "d_edge_hidden": 64,
               "d_out_hidden": 128, "heads": 8, "layers": 4, "dropout": 0.2, "fourier": 128, **COMMON},

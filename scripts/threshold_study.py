@@ -99,41 +99,62 @@ def leave_epoch(record: dict) -> int | None:
     return None
 
 
+def studied_size(record: dict) -> dict:
+    """The record's values of the hyperparameters the study varies for its method."""
+    c = record["config"]
+    studied = {k for size in CANDIDATES.get(c["method"], []) for k in size}
+    return {k: c["hyperparameters"][k] for k in sorted(studied) if k in c["hyperparameters"]}
+
+
+def plateau_steps(record: dict) -> int | None:
+    """Optimiser steps until validation first leaves chance (None: never)."""
+    epoch = leave_epoch(record)
+    if epoch is None:
+        return None
+    seen = record["samples_per_second"] * record["train_seconds"]  # training samples over all epochs
+    per_epoch = math.ceil(round(seen / len(record["history"])) / record["config"]["train"]["batch_size"])
+    return epoch * per_epoch
+
+
+def is_quick(method: str, size: dict) -> bool:
+    defaults = quick_default(method)
+    return all(tuple(v) == tuple(defaults[k]) if isinstance(v, list) else v == defaults.get(k) for k, v in size.items())
+
+
 def report(args: argparse.Namespace) -> str:
-    rows: dict[tuple, list[dict]] = defaultdict(list)
+    """The table: per method and size, at the method's own learning rate (the one its profile
+    trains with) the steps to leave the plateau and the validation accuracy, then the best
+    learning rate seen on validation. Chosen: the smallest size within ``--within`` of the
+    best that left the plateau at the method's learning rate."""
+    runs: dict[tuple, dict[float, dict]] = defaultdict(dict)
     for path in sorted((args.out / "records").rglob("*.json")):
         record = json.loads(path.read_text())
-        if record["status"] != "ok":
-            continue
-        c = record["config"]
-        studied = {k for size in CANDIDATES.get(c["method"], []) for k in size}
-        size = {k: c["hyperparameters"][k] for k in sorted(studied) if k in c["hyperparameters"]}
-        rows[(c["dataset"], c["method"], json.dumps(size or c["method_options"], sort_keys=True),
-              c["train"]["lr"])].append(record)
-    lines = ["| dataset | method | configuration | parameters | lr | steps to leave the plateau | val accuracy % |",
-             "|---|---|---|---|---|---|---|"]
+        if record["status"] == "ok":
+            c = record["config"]
+            size = studied_size(record) or c["method_options"]
+            runs[(c["dataset"], c["method"], json.dumps(size, sort_keys=True))][c["train"]["lr"]] = record
+    lines = ["| dataset | method | configuration | parameters | steps to leave the plateau | val accuracy % | "
+             "best lr on validation (val %) |", "|---|---|---|---|---|---|---|"]
     by_method: dict[tuple, list] = defaultdict(list)
-    for (dataset, method, options, lr), records in rows.items():
-        val = sum(r["val"]["accuracy"] for r in records) / len(records)
-        seen = records[0]["samples_per_second"] * records[0]["train_seconds"]  # training samples over all epochs
-        steps_per_epoch = math.ceil(round(seen / len(records[0]["history"])) / records[0]["config"]["train"]["batch_size"])
-        epochs = [leave_epoch(r) for r in records]
-        steps = None if any(e is None for e in epochs) else max(epochs) * steps_per_epoch
-        by_method[(dataset, method)].append((json.loads(options), lr, records[0]["parameters"], val, steps))
-    for (dataset, method), results in sorted(by_method.items()):
-        best_per_size: dict[str, tuple] = {}
-        for options, lr, params, val, steps in results:
-            key = json.dumps(options, sort_keys=True)
-            if key not in best_per_size or val > best_per_size[key][3]:
-                best_per_size[key] = (options, lr, params, val, steps)
-        sizes = sorted(best_per_size.values(), key=lambda r: r[2])
-        top = max(r[3] for r in sizes)
-        pick = next(r for r in sizes if r[3] >= top - args.within and r[4] is not None) if any(
-            r[4] is not None for r in sizes) else None
-        for options, lr, params, val, steps in sizes:
-            mark = " **(chosen)**" if pick is not None and (options, lr) == (pick[0], pick[1]) else ""
-            lines.append(f"| {dataset} | {method} | {label(options)}{mark} | {params:,} | {lr:g} | "
-                         f"{'did not leave it' if steps is None else f'{steps:,}'} | {100 * val:.2f} |")
+    for (dataset, method, size), by_lr in runs.items():
+        own = METHODS[method].optim.get("lr", 1e-3)
+        record = next((r for lr, r in by_lr.items() if math.isclose(lr, own, rel_tol=1e-6)), None)
+        best_lr, best = max(by_lr.items(), key=lambda item: item[1]["val"]["accuracy"])
+        by_method[(dataset, method)].append((json.loads(size), record, best_lr, best))
+    for (dataset, method), sizes in sorted(by_method.items()):
+        sizes.sort(key=lambda s: s[3]["parameters"])
+        scored = [s for s in sizes if s[1] is not None]
+        top = max((s[1]["val"]["accuracy"] for s in scored), default=0.0)
+        pick = next((s for s in scored if s[1]["val"]["accuracy"] >= top - args.within
+                     and plateau_steps(s[1]) is not None), None)
+        for size, record, best_lr, best in sizes:
+            mark = " **(chosen)**" if pick is not None and size == pick[0] else ""
+            mark += " (quick profile)" if is_quick(method, size) else ""
+            steps = None if record is None else plateau_steps(record)
+            shown = ("not run" if record is None else "did not leave it" if steps is None else f"{steps:,}")
+            val = "–" if record is None else f"{100 * record['val']['accuracy']:.2f}"
+            lines.append(f"| {dataset} | {method} | {label(size)}{mark} | {best['parameters']:,} | {shown} | {val} | "
+                         f"{best_lr:.2g} ({100 * best['val']['accuracy']:.2f}) |")
     return "\n".join(lines)
 
 
