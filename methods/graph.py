@@ -263,31 +263,48 @@ class GraphConverter:
         t = self.template(graph.layout.specs[group], graph.ptr.device)
         return graph.ptr[pos][:, None] + torch.arange(t.num_nodes, device=graph.ptr.device)
 
+    def weight_edges(self, graph: Batch, group: int) -> Tensor:
+        """``(n_g, E_w)``: edge indices of the forward weight edges of the networks of
+        ``graph.layout.specs[group]``, in that group's row order, layer by layer (``o``-major)."""
+        pos = graph.layout.positions[group]
+        t = self.template(graph.layout.specs[group], graph.ptr.device)
+        return graph.edge_ptr[pos][:, None] + t.weight_pos
+
+    def from_kernels(self, spec: ArchSpec, kernels: list[Tensor], biases: list[Tensor]) -> WeightSpace:
+        """Inverse of :meth:`padded_kernels`: per layer ``(B, out, in, kernel_size)`` padded
+        kernels and ``(B, out)`` biases -> the weights of ``spec`` (kernels cropped at the centre)."""
+        weights = []
+        for layer, k in zip(spec.layers, kernels):
+            left, _, top, _ = _central_padding(layer.kernel, self.kernel)
+            k = k.unflatten(-1, self.kernel)[..., top:top + layer.kernel[0], left:left + layer.kernel[1]]
+            weights.append(k.reshape(k.shape[0], *layer.weight_shape).contiguous())
+        return WeightSpace(spec, tuple(weights), tuple(b.contiguous() for b in biases))
+
     def to_weights(self, graph: Batch) -> Weights:
         """Inverse of :meth:`__call__`: biases from the nodes, weights from the forward
         weight edges (residual and reversed edges are implied by the spec)."""
         layout: GraphLayout = graph.layout
-        device = graph.ptr.device
         groups = []
-        for g, (spec, pos) in enumerate(zip(layout.specs, layout.positions)):
-            t = self.template(spec, device)
-            x = graph.x[self.node_ids(graph, g).flatten(), 0].view(pos.numel(), t.num_nodes)
-            edge_ids = graph.edge_ptr[pos][:, None] + t.weight_pos
-            values = graph.edge_attr[edge_ids.flatten()].view(pos.numel(), -1, *self.kernel)
-            weights, biases, node_at, edge_at = [], [], spec.widths[0], 0
-            for layer in spec.layers:
-                count = layer.out_features * layer.in_features
-                left, _, top, _ = _central_padding(layer.kernel, self.kernel)
-                kernels = values[:, edge_at:edge_at + count, top:top + layer.kernel[0],
-                                 left:left + layer.kernel[1]]
-                weights.append(kernels.reshape(pos.numel(), *layer.weight_shape).contiguous())
-                biases.append(x[:, node_at:node_at + layer.out_features].contiguous())
-                edge_at += count
-                node_at += layer.out_features
-            groups.append(WeightSpace(spec, tuple(weights), tuple(biases)))
+        for g, spec in enumerate(layout.specs):
+            nodes = graph.x[self.node_ids(graph, g), 0]
+            values = graph.edge_attr[self.weight_edges(graph, g)]
+            groups.append(self.split(spec, nodes, values))
         if not layout.mixed:
             return groups[0]
         return MixedWeights(tuple(groups), layout.group_index, layout.row_index)
+
+    def split(self, spec: ArchSpec, nodes: Tensor, values: Tensor) -> WeightSpace:
+        """The weights of ``spec`` from per-network node values ``(B, N)`` (the biases; inputs
+        ignored) and forward weight-edge values ``(B, E_w, kernel_size)`` in the order of
+        :meth:`weight_edges`."""
+        kernels, biases, node_at, edge_at = [], [], spec.widths[0], 0
+        for layer in spec.layers:
+            count = layer.out_features * layer.in_features
+            kernels.append(values[:, edge_at:edge_at + count].unflatten(1, (layer.out_features, layer.in_features)))
+            biases.append(nodes[:, node_at:node_at + layer.out_features])
+            edge_at += count
+            node_at += layer.out_features
+        return self.from_kernels(spec, kernels, biases)
 
 
 def degree_histogram(converter: GraphConverter, specs: tuple[ArchSpec, ...] | list[ArchSpec]) -> Tensor:

@@ -14,6 +14,14 @@ mates); the degree histogram is counted on the actual graphs (reverse edges incl
 Paper profile: hidden 32, 4 layers, dropout 0.2, reverse edges, 128 Fourier features
 (sigma 3), AdamW lr 1e-3, weight decay 5e-4.
 
+Editing (task ``"edit"``): every layer, the last included, is followed by the LayerNorm,
+SiLU and an edge update; the last update's output map gives ``kernel_size`` features per
+forward weight edge, the weight change, and a linear map of the final node features one per
+neuron, the bias change (the paper's INR editing, Table 2), read back as weights and scaled
+per tensor from 0.01 of each layer's std (``methods.graph_edit``), so the first edit is
+near the identity; the change moves with the input's hidden neurons (permutation
+equivariance) and is the same on both layouts.
+
 ``layout`` (``methods.layouts``): ``auto`` (default) runs each architecture group with
 enough edges as dense per-layer blocks and the rest of the batch as one ``torch_geometric``
 edge list (``layouts.layered_groups``); ``layered`` / ``sparse`` force one. Both compute
@@ -31,8 +39,9 @@ from torch_geometric.nn.norm import LayerNorm
 
 from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
-from datasets.weights import Weights
+from datasets.weights import Weights, WeightSpace
 from methods.encodings import GraphEncoder, readout_dim
+from methods.graph_edit import GraphChange
 from methods.graph import degree_histogram
 from methods.layouts import LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
@@ -96,14 +105,15 @@ class FiLMPNAConv(nn.Module):
 
 
 class EdgeUpdate(nn.Module):
-    """``e_ij' = W_1 act(W_e e_ij + W_s x_src + W_t x_dst)``."""
+    """``e_ij' = W_1 act(W_e e_ij + W_s x_src + W_t x_dst)``, ``W_1`` to ``d_out`` features
+    (default ``edge_dim``)."""
 
-    def __init__(self, dim: int, edge_dim: int) -> None:
+    def __init__(self, dim: int, edge_dim: int, d_out: int | None = None) -> None:
         super().__init__()
         self.lin_e = nn.Linear(edge_dim, edge_dim)
         self.lin_s = nn.Linear(dim, edge_dim)
         self.lin_t = nn.Linear(dim, edge_dim)
-        self.out = nn.Linear(edge_dim, edge_dim)
+        self.out = nn.Linear(edge_dim, edge_dim if d_out is None else d_out)
 
     def forward(self, x: Tensor, mixed: list[Tensor], ops: EdgeListGraph | LayeredGraph) -> list[Tensor]:
         """``mixed``: per block ``W_e e`` (without bias). Returns ``act(h)`` per block: the
@@ -122,11 +132,12 @@ def composed(weight: Tensor, bias: Tensor | None, then: nn.Linear | None) -> tup
 
 
 class NGGNN(nn.Module):
-    """Neural-graph PNA with an invariant readout."""
+    """Neural-graph PNA with an invariant readout, or with ``edit`` the equivariant output:
+    a change of every weight and bias."""
 
     def __init__(self, info: TaskInfo, *, hidden: int, layers: int, dropout: float, fourier: int,
                  probes: int, aggregators: tuple[str, ...], scalers: tuple[str, ...], sigma: float,
-                 readout: str, probe_size: int, layout: str) -> None:
+                 readout: str, probe_size: int, layout: str, edit: bool = False) -> None:
         super().__init__()
         self.hparams = {"hidden": hidden, "layers": layers, "dropout": dropout, "fourier": fourier,
                         "probes": probes, "aggregators": list(aggregators), "scalers": list(scalers),
@@ -137,27 +148,49 @@ class NGGNN(nn.Module):
         self.layered_ok = not unknown
         check_layout(layout, "ng-gnn", f"no layered form of aggregators {unknown}" if unknown else "")
         self.readout, self.layout = readout, layout
-        head_in = readout_dim(readout, specs, hidden)
         self.encode = GraphEncoder(specs, info.stats, hidden, hidden, fourier=fourier, sigma=sigma,
                                    probes=probes, probe_size=probe_size)
         deg = degree_histogram(self.encode.converter, specs)
         self.convs = nn.ModuleList(FiLMPNAConv(hidden, hidden, aggregators, scalers, deg)
                                    for _ in range(layers))
-        self.norms = nn.ModuleList(LayerNorm(hidden, mode="graph") for _ in range(layers - 1))
-        self.edge_updates = nn.ModuleList(EdgeUpdate(hidden, hidden) for _ in range(layers - 1))
+        updates = layers if edit else layers - 1  # the edit's last update gives the weight change
+        self.norms = nn.ModuleList(LayerNorm(hidden, mode="graph") for _ in range(updates))
+        k = self.encode.converter.kernel_size
+        self.edge_updates = nn.ModuleList(EdgeUpdate(hidden, hidden, k if edit and i == layers - 1 else None)
+                                          for i in range(updates))
         self.dropout = dropout
-        self.head = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                  nn.ReLU(), nn.Linear(hidden, info.out_dim))
+        if edit:
+            self.change = GraphChange(info.spec, info.stats.get(info.spec), self.encode.converter, hidden)
+        else:
+            self.head = nn.Sequential(nn.Linear(readout_dim(readout, specs, hidden), hidden), nn.ReLU(),
+                                      nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, info.out_dim))
+        self.edit = edit
 
-    def forward(self, weights: Weights) -> Tensor:
+    def forward(self, weights: Weights) -> Tensor | WeightSpace:
         layered = layered_groups(self.layout, weights, self.layered_ok)
+        if self.edit:
+            self.change.check(weights)
+            return self.change(self.encode.embed(weights, self.flat_change, layered))
         return self.head(self.encode.embed(weights, self.features, layered))
 
     def features(self, ops: EdgeListGraph | LayeredGraph, x: Tensor, e: list[Tensor]) -> Tensor:
-        """Message passing on one layout, then the invariant readout. Edge features are
-        only read through linear maps (a conv's ``film``, the next update's ``W_e``), so the
-        last update's ``W_1`` is composed into both and the new edge features are never
-        formed: ``3 d`` products per edge and layer instead of ``4 d``."""
+        """Message passing on one layout, then the invariant readout."""
+        x, _, _ = self.message_passing(ops, x, e)
+        return ops.readout(x, self.readout)
+
+    def flat_change(self, ops: EdgeListGraph | LayeredGraph, x: Tensor, e: list[Tensor]) -> Tensor:
+        """Message passing on one layout, then the unscaled change, flattened: the last
+        update's ``W_1`` maps the edges to the weight change."""
+        x, e, last = self.message_passing(ops, x, e)
+        return self.change.flat(ops, x, e, last)
+
+    def message_passing(self, ops: EdgeListGraph | LayeredGraph, x: Tensor,
+                        e: list[Tensor]) -> tuple[Tensor, list[Tensor], nn.Linear | None]:
+        """The layers: node features, and the last edge update's ``act(h)`` with its output
+        map ``W_1`` not yet applied (none without an update). Edge features are only read
+        through linear maps (a conv's ``film``, the next update's ``W_e``), so an update's
+        ``W_1`` is composed into both and the new edge features are never formed: ``3 d``
+        products per edge and layer instead of ``4 d``."""
         pending = None  # the output map of the last edge update, not yet applied to `e`
         for i, conv in enumerate(self.convs):
             update = self.edge_updates[i] if i < len(self.edge_updates) else None
@@ -171,11 +204,11 @@ class NGGNN(nn.Module):
                 x = ops.layer_norm(self.norms[i], x)
                 x = F.dropout(F.silu(x), self.dropout, self.training)
                 e, pending = update(x, [mixed for *_, mixed in per_block], ops), update.out
-        return ops.readout(x, self.readout)
+        return x, e, pending
 
 
-@register_method("ng-gnn", family="graph", profiles=PROFILES, heterogeneous=True,
+@register_method("ng-gnn", family="graph", profiles=PROFILES, heterogeneous=True, edits=True,
                  optim={"lr": 1e-3, "weight_decay": 5e-4},
                  paper="Kofinas et al. 2024 (Neural Graphs, NG-GNN)")
 def build_ng_gnn(task: TaskInfo, **hparams) -> nn.Module:
-    return NGGNN(task, **hparams)
+    return NGGNN(task, **hparams, edit=task.task == "edit")

@@ -18,6 +18,14 @@ masked out.
 Paper profile: d_node 64, d_edge 32, attention 128, 8 heads, 4 layers, dropout 0.2, 128
 Fourier features (sigma 1), AdamW lr 1e-3, weight decay 5e-4.
 
+Editing (task ``"edit"``, ``dense=False``): every layer, the last included, updates the
+edges; a linear map of the final edge features gives ``kernel_size`` values per forward
+weight edge, the weight change, and one of the final node features one per neuron, the bias
+change (the paper's INR editing, Table 2), read back as weights and scaled per tensor from
+0.01 of each layer's std (``methods.graph_edit``), so the first edit is near the identity;
+the change moves with the input's hidden neurons (permutation equivariance) and is the same
+on both layouts.
+
 ``layout`` (``methods.layouts``, with ``dense=False``): ``auto`` (default) runs each
 architecture group with enough edges as dense per-layer blocks and the rest of the batch as
 one edge list; ``layered`` / ``sparse`` force one. Both compute the same function; the
@@ -34,10 +42,12 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
+from datasets.errors import ConfigError
 from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
-from datasets.weights import Weights
+from datasets.weights import Weights, WeightSpace
 from methods.encodings import GraphEncoder, readout_dim
+from methods.graph_edit import GraphChange
 from methods.layouts import EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
 COMMON = {"sigma": 1.0, "probes": 0, "probe_size": 16, "readout": "output", "dense": False,
@@ -180,12 +190,13 @@ class RTLayer(nn.Module):
 
 
 class NGT(nn.Module):
-    """Neural-graph relational transformer with an invariant readout."""
+    """Neural-graph relational transformer with an invariant readout, or with ``edit`` the
+    equivariant output: a change of every weight and bias."""
 
     def __init__(self, info: TaskInfo, *, d_node: int, d_edge: int, d_attn: int, d_node_hidden: int,
                  d_edge_hidden: int, d_out_hidden: int, heads: int, layers: int, dropout: float,
                  fourier: int, sigma: float, probes: int, probe_size: int, readout: str,
-                 dense: bool, layout: str) -> None:
+                 dense: bool, layout: str, edit: bool = False) -> None:
         super().__init__()
         self.hparams = {"d_node": d_node, "d_edge": d_edge, "d_attn": d_attn,
                         "d_node_hidden": d_node_hidden, "d_edge_hidden": d_edge_hidden,
@@ -195,18 +206,26 @@ class NGT(nn.Module):
                         "layout": layout, "reverse_edges": True}
         specs = tuple(info.specs)
         check_layout(layout, "ng-t", "dense=True attends over all pairs" if dense else "")
-        self.readout, self.dense, self.layout = readout, dense, layout
-        head_in = readout_dim(readout, specs, d_node)
+        if edit and dense:
+            raise ConfigError("ng-t: the edit head reads the graph's edges; dense=True has no edit head, use dense=False")
+        self.readout, self.dense, self.layout, self.edit = readout, dense, layout, edit
         self.encode = GraphEncoder(specs, info.stats, d_node, d_edge, fourier=fourier, sigma=sigma,
                                    probes=probes, probe_size=probe_size)
         self.no_edge = nn.Parameter(torch.zeros(d_edge)) if dense else None
         self.layers = nn.ModuleList(
             RTLayer(d_node, d_edge, d_attn, d_node_hidden, d_edge_hidden, heads, dropout,
-                    update_edges=i < layers - 1) for i in range(layers))
-        self.head = nn.Sequential(nn.Linear(head_in, d_out_hidden), nn.ReLU(),
-                                  nn.Linear(d_out_hidden, info.out_dim))
+                    update_edges=edit or i < layers - 1) for i in range(layers))
+        if edit:  # the edges after the last layer's update give the weight change
+            self.change = GraphChange(info.spec, info.stats.get(info.spec), self.encode.converter, d_node)
+            self.edge_out = _linear(d_edge, self.encode.converter.kernel_size)
+        else:
+            self.head = nn.Sequential(nn.Linear(readout_dim(readout, specs, d_node), d_out_hidden), nn.ReLU(),
+                                      nn.Linear(d_out_hidden, info.out_dim))
 
-    def forward(self, weights: Weights) -> Tensor:
+    def forward(self, weights: Weights) -> Tensor | WeightSpace:
+        if self.edit:
+            self.change.check(weights)
+            return self.change(self.encode.embed(weights, self.flat_change, layered_groups(self.layout, weights)))
         if self.dense:
             graph, x, e = self.encode(weights)
             return self.head(self.features(*self._densify(graph, x, e)))
@@ -214,9 +233,17 @@ class NGT(nn.Module):
 
     def features(self, ops: Layout, x: Tensor, e: list[Tensor]) -> Tensor:
         """The transformer layers on one layout, then the invariant readout."""
+        return ops.readout(self.transform(ops, x, e)[0], self.readout)
+
+    def flat_change(self, ops: EdgeListGraph | LayeredGraph, x: Tensor, e: list[Tensor]) -> Tensor:
+        """The transformer layers on one layout, then the unscaled change, flattened."""
+        return self.change.flat(ops, *self.transform(ops, x, e), self.edge_out)
+
+    def transform(self, ops: Layout, x: Tensor, e: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """The transformer layers: node and edge features."""
         for layer in self.layers:
             x, e = layer(x, e, ops)
-        return ops.readout(x, self.readout)
+        return x, e
 
     def _densify(self, graph: Batch, x: Tensor, e: Tensor) -> tuple[AllPairsGraph, Tensor, list[Tensor]]:
         """``(B, N, d)`` nodes and ``(B, N, N, d)`` edges indexed ``[b, receiver, sender]``."""
@@ -230,8 +257,8 @@ class NGT(nn.Module):
         return AllPairsGraph(graph, mask), x, [dense]
 
 
-@register_method("ng-t", family="graph", profiles=PROFILES, heterogeneous=True,
+@register_method("ng-t", family="graph", profiles=PROFILES, heterogeneous=True, edits=True,
                  optim={"lr": 1e-3, "weight_decay": 5e-4},
                  paper="Kofinas et al. 2024 (Neural Graphs, NG-T)")
 def build_ng_t(task: TaskInfo, **hparams) -> nn.Module:
-    return NGT(task, **hparams)
+    return NGT(task, **hparams, edit=task.task == "edit")

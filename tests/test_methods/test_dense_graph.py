@@ -3,7 +3,8 @@ structure, the same encoded features, the same operations (PNA aggregators with 
 scalers, softmax attention, graph LayerNorm, readouts), and NG-GNN / NG-T computing the
 same function and gradients on both layouts (SIRENs, ReLU MLPs, CNNs with residual edges,
 probe features, mixed batches); hidden-neuron permutation invariance on the layered path;
-the layout option."""
+the layout option; the edit heads (task ``"edit"``) giving the same change on both layouts,
+equivariant on the layered path, per network in mixed batches."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import torch
 from torch_geometric.nn.norm import LayerNorm
 from weight_batches import random_weights, task_info
 
-from datasets.errors import ConfigError
+from datasets.errors import ConfigError, UnsupportedArchitecture
+from datasets.functional import forward
 from datasets.method_table import build_method
+from datasets.normalisation import LayerStats
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import permute_hidden, permute_rows_only
+from datasets.weight_dataset import TaskInfo
 from datasets.weights import MixedWeights, WeightSpace
 from methods import layouts
 from methods.encodings import GraphEncoder
@@ -214,3 +218,66 @@ def test_auto_runs_large_groups_layered_and_the_rest_as_one_edge_list(method, mo
     assert torch.allclose(out, net(mixed), atol=TOLERANCE, rtol=0)
     for g, group in enumerate(mixed.groups):
         assert torch.allclose(out[mixed.positions(g)], net(group), atol=TOLERANCE, rtol=0)
+
+
+TANH_AS_SIREN = mlp_spec([2, 8, 8, 10], "tanh", output_offset=0.5)  # the weight shapes of SPECS["siren"]
+EDIT_CASES = {"siren": (SPECS["siren"],), "cnn-res": (CNN_RES,), "mixed": (SPECS["siren"], TANH_AS_SIREN)}
+
+
+def editor(method: str, spec: ArchSpec, profile: str = "quick", **overrides) -> torch.nn.Module:
+    task = TaskInfo((spec,), 36, "edit", {spec: LayerStats.of(random_weights(spec, 8, 1))})
+    torch.manual_seed(0)
+    return build_method(method, task, profile=profile, **overrides).double().eval()
+
+
+def edit_batch(specs) -> WeightSpace | MixedWeights:
+    if len(specs) == 1:
+        return random_weights(specs[0], 3)
+    return MixedWeights.from_groups([random_weights(s, 2, 5 + i) for i, s in enumerate(specs)])[torch.tensor([2, 0, 3, 1])]
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+@pytest.mark.parametrize("case", sorted(EDIT_CASES))
+@pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
+def test_same_edit_and_gradients_on_both_layouts(method, case, profile):
+    specs = EDIT_CASES[case]
+    net, ws = editor(method, specs[0], profile), edit_batch(specs)
+    results = {}
+    for layout in ("sparse", "layered"):
+        net.layout = layout
+        net.zero_grad()
+        change = net(ws)
+        assert isinstance(change, WeightSpace) and change.spec == specs[0] and len(change) == len(ws)
+        flat = change.flatten()
+        (flat * torch.linspace(-1, 1, flat.shape[1], dtype=flat.dtype)).sum().backward()
+        results[layout] = flat.detach(), [p.grad.clone() for p in net.parameters()]
+    (out_s, grads_s), (out_l, grads_l) = results["sparse"], results["layered"]
+    assert out_l.abs().min(dim=1).values.min() > 0
+    assert torch.allclose(out_l, out_s, atol=TOLERANCE, rtol=0)
+    assert all(torch.allclose(a, b, atol=TOLERANCE, rtol=1e-8) for a, b in zip(grads_l, grads_s))
+    if isinstance(ws, MixedWeights):  # every network gets its own change, in batch order
+        for g, group in enumerate(ws.groups):
+            assert torch.allclose(out_l[ws.positions(g)], net(group).flatten(), atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["ng-gnn", "ng-t"])
+def test_layered_edit_moves_with_hidden_permutations(method, generator):
+    spec = SPECS["siren"]
+    net, ws = editor(method, spec, layout="layered"), random_weights(spec, 3)
+    moved, control = permute_hidden(ws, generator), permute_rows_only(ws, 1, generator)
+    points = torch.rand(16, 2, generator=generator, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        edited = forward(ws + net(ws), points)
+        assert (edited - forward(ws, points)).abs().max() > 1e-8, "the edit changed nothing"
+        assert torch.allclose(forward(moved + net(moved), points), edited, atol=TOLERANCE, rtol=0)
+        assert (forward(control + net(control), points) - edited).abs().max() > 1e-4
+
+
+def test_edit_heads_refuse_other_shapes_and_the_all_pairs_variant():
+    spec = SPECS["siren"]
+    other = MixedWeights.from_groups([random_weights(spec, 2), random_weights(SPECS["relu"], 2)])
+    for method in ("ng-gnn", "ng-t"):
+        with pytest.raises(UnsupportedArchitecture, match="edit head"):
+            editor(method, spec)(other)
+    with pytest.raises(ConfigError, match="dense=True"):
+        editor("ng-t", spec, dense=True)

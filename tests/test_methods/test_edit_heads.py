@@ -72,7 +72,7 @@ def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_the_editing_methods_are_registered():
-    assert {"mlp", "mlp-aug", "dwsnet", "nfn-np", "nfn-hnp", "nft", "scalegmn", "scalegmn-b"} <= set(EDITORS)
+    assert {"mlp", "mlp-aug", "dwsnet", "nfn-np", "nfn-hnp", "nft", "scalegmn", "scalegmn-b", "ng-gnn", "ng-t"} <= set(EDITORS)
 
 
 @pytest.mark.parametrize("method", EDITORS)
