@@ -74,4 +74,5 @@ SUITES.add("zoo", Suite("zoo", "regression", ("kendall_tau", "r2", "mse"),
                         epochs={"quick": 10}))  # the whole default zoo suite in under 15 min on 2 cores
 SUITES.add("edit", Suite("edit", "edit", ("pixel_mse",),
                          "edit an INR's weights so that it renders its image dilated (3x3)", SYMMETRY_TRANSFORMS,
-                         prepare=editing.edit_dataset, wrap=editing.wrap, chance=editing.identity_chance))
+                         prepare=editing.edit_dataset, wrap=editing.wrap, chance=editing.identity_chance,
+                         epochs={"quick": 10}))  # rendering every edit: the default edit suite in ~15 min on 2 cores
