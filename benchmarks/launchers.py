@@ -77,6 +77,21 @@ def run_in_worker(planned: Planned, threads: int) -> RunRecord | None:
     return execute(planned, worker_dataset(planned))
 
 
+def die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to end this worker when the process that
+    started it dies (``PR_SET_PDEATHSIG``), so that a killed ``run`` leaves no orphan
+    training on; the runs it finished are already recorded. Elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request was made
+        os._exit(1)
+
+
 class LocalLauncher:
     """Runs in ``jobs`` spawned worker processes, or in this process when ``jobs`` is 1 or
     there is one run."""
@@ -90,7 +105,7 @@ class LocalLauncher:
                 yield planned, here(planned)
             return
         os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
-        with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
             futures = {pool.submit(run_in_worker, planned, self.threads): planned for planned in todo}
             for future in as_completed(futures):
                 yield futures[future], future.result()

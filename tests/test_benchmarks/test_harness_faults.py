@@ -118,6 +118,38 @@ def test_kill_9_loses_nothing_finished_and_the_rerun_resumes(tmp_path):
     assert len(record_files(tmp_path)) == 2
 
 
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_run_leaves_no_worker_training_on(tmp_path):
+    proc = _start(tmp_path, "--methods", "ng-t", "nft", "--seeds", "0", "--epochs", "200", "--jobs", "2")
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and proc.poll() is None:
+        workers = {w for w in children(proc.pid) if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text()}
+        if len(workers) == 2:
+            break
+        time.sleep(0.1)
+    assert len(workers) == 2, "the run never started its two workers"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+                   for w in workers), "workers kept training after their run was killed"
+
+
 def test_tables_commands_refuse_a_folder_without_records(tmp_path, capsys):
     typo = tmp_path / "reslts"
     assert leaderboard.main(["--out", str(typo)]) == 2
