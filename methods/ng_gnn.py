@@ -48,7 +48,7 @@ from methods.layouts import LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, ch
 COMMON = {"aggregators": ("mean", "min", "max", "std"), "scalers": ("identity", "amplification"),
           "sigma": 3.0, "readout": "output", "probes": 0, "probe_size": 16, "layout": "auto"}
 PROFILES = {
-    "quick": {"hidden": 16, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
+    "quick": {"hidden": 32, "layers": 3, "dropout": 0.0, "fourier": 16, **COMMON},
     "paper": {"hidden": 32, "layers": 4, "dropout": 0.2, "fourier": 128, **COMMON},
 }
 
