@@ -5,6 +5,7 @@ import json
 import pytest
 
 import benchmarks.run as run
+from benchmarks.robustness import TOLERANCE
 from cli_helpers import cli, record_files, records_by_method
 from datasets.method_table import METHODS
 
@@ -17,7 +18,7 @@ def test_smoke_runs_every_method_and_symmetry_claims_hold(tmp_path):
     for name, record in found.items():
         assert record["status"] == "ok", (name, record.get("reason"))
         for transform, result in record["robustness"].items():
-            assert result["function_error"] < 1e-6
+            assert result["function_error"] < TOLERANCE  # float32 storage: a phase shift of 2 pi k / 30 rounds
             if transform in METHODS[name].symmetries:
                 assert result["output_change"] < 1e-4, (name, transform)
         if not METHODS[name].symmetries:
