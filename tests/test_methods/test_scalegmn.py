@@ -121,3 +121,19 @@ def test_training_step_reaches_every_parameter(name, profile):
     for param_name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), param_name
         assert p.grad.abs().sum() > 0, f"{param_name} gets no gradient"
+
+
+def test_tiny_relu_weights_keep_the_bidirectional_model_finite(generator):
+    """Trained CNNs hold weights down to 1e-42, whose reciprocals overflow float32: they count
+    as absent in the backward messages, and everything stays finite."""
+    assert reciprocal(torch.tensor([0.0, 1e-42, -1e-7, 1e-6, -0.5])).tolist() == [0.0, 0.0, 0.0, 1e6, -2.0]
+    spec = SPECS["relu"]
+    ws = random_weights(spec, 4)
+    weights = [w.float() for w in ws.weights]
+    weights[1][:, 0, 0] = 1e-42
+    ws = WeightSpace(spec, tuple(weights), tuple(b.float() for b in ws.biases))
+    net = model("scalegmn-b", spec).float()
+    out = net(ws)
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
