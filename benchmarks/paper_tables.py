@@ -15,6 +15,7 @@ from benchmarks.metrics import METRICS
 from benchmarks.record_schema import RunRecord
 from benchmarks.records import load_records
 from benchmarks.suites import SUITES
+from datasets.errors import ConfigError, exit_status
 from datasets.files import atomic_write_text
 
 @dataclass(frozen=True)
@@ -130,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Render the published numbers beside ours from the run records.")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="results folder with records/ (default runs)")
     args = parser.parse_args(argv)
-    if not (args.out / "records").is_dir():
-        print(f"error: {args.out}: no records/ folder here; give the results folder of your runs (--out DIR)",
-              file=sys.stderr)
-        return 2
-    print(write(args.out))
-    return 0
+
+    def render_tables() -> None:
+        if not (args.out / "records").is_dir():
+            raise ConfigError(f"{args.out}: no records/ folder here; give the results folder of your runs (--out DIR)")
+        print(write(args.out))
+
+    return exit_status(render_tables)
 
 
 if __name__ == "__main__":

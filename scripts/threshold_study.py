@@ -1,21 +1,22 @@
-"""Learning-threshold study: for each method, the smallest configuration and the learning rate
-that leave the starting plateau within the quick budget, chosen on validation only.
+"""Learning-threshold study: for each method, the smallest configuration that leaves the
+starting plateau within the quick budget at the learning rate its profile trains with,
+chosen on validation only, and the best learning rate seen beside it.
 
-    python scripts/threshold_study.py [--methods ...] [--lrs 3e-4 1e-3 3e-3] [--datasets digits-inr]
-        [--mnist-source ../shared/data/mnist --mnist-limit 1000] [--seeds 0] [--out runs/threshold]
-        [--report-only]
+    python scripts/threshold_study.py [--methods ...] [--datasets digits-inr] [--lrs ... | --lr-factors 1/3 1 3]
+        [--sizes all|smallest|default] [--dataset-option KEY=VALUE] [--seeds 0]
+        [--mnist-source DIR_WITH_IDX --mnist-limit 1000] [--out runs/threshold] [--report-only]
 
-For every method, every candidate size in :data:`CANDIDATES` (smallest first) is trained
-with every learning rate (default: the method's own, and a third and three times it) on one
-seed under the quick profile, through ``python -m benchmarks.run`` (records under ``--out``,
-so a rerun skips what is done). Per run the study reads the validation history and finds
-the first epoch whose primary metric leaves chance (above the majority-class accuracy plus
-two standard deviations of a guessing classifier): that, in optimiser steps, is the
-"steps to leave the plateau". Per method it then picks, on validation only, the best
-learning rate of each size and the smallest size whose best validation score is within
-``--within`` of the best size's; that is the quick setting it recommends. The test split
-is never read. Prints the table (Markdown) the README shows.
-"""
+For every method, every candidate size in :data:`CANDIDATES` (smallest first; a candidate
+equal to the quick profile runs as the plain profile) is trained with every learning rate
+(default: the method's own times ``--lr-factors``) on one seed under the quick profile,
+through ``python -m benchmarks.run`` (records under ``--out``, so a rerun skips what is
+done). Per run the study finds the first epoch whose validation metric leaves chance (above
+the majority-class accuracy plus two standard deviations of a guessing classifier): that, in
+optimiser steps, is the "steps to leave the plateau". Per method it picks, at the method's
+own learning rate, the smallest size whose validation score is within ``--within`` of the
+best size's and that left the plateau; the best learning rate of each size is shown beside
+(a ``--lr`` to try; the profiles keep one learning rate per method). The test split is never
+read. Prints the table (Markdown) the README shows."""
 
 from __future__ import annotations
 
