@@ -14,8 +14,12 @@ and moves the predicted change back by the inverse permutation, so the change st
 to the network it was given.
 
 Published config (DWSNets baselines): 4 hidden layers of width 512 (paper profile); the quick
-profile uses 2 of width 256 (the smallest that left chance in the threshold study). Parameter count for the SIREN 2-32-32-1 input with 10 classes:
-paper 1,400,330; quick 371,978 (counted from the built modules).
+profile uses 2 of width 256. Parameter count for the SIREN 2-32-32-1 input with 10 classes:
+paper 1,400,330; quick 371,978 (counted from the built modules). ``mlp-aug`` trains its quick
+profile at lr 3e-3, the threshold study's choice on validation: at 1e-3 the augmented task
+leaves chance on one seed of three, at 3e-3 on all three. The plain ``mlp`` leaves chance at no
+size, learning rate, dropout or weight decay tried on the default data: neuron order carries no
+signal there, which is what a non-invariant control should show.
 """
 
 from __future__ import annotations
@@ -33,8 +37,7 @@ from datasets.weights import WeightSpace
 
 PROFILES = {"quick": {"hidden": 256, "layers": 3, "dropout": 0.0},
             "paper": {"hidden": 512, "layers": 5, "dropout": 0.0}}
-# The threshold study's choice for mlp-aug: with augmentation one hidden layer of 128 already learns.
-AUGMENTED_PROFILES = {"quick": {"hidden": 128, "layers": 2, "dropout": 0.0}, "paper": PROFILES["paper"]}
+AUGMENTED_QUICK_OPTIM = {"lr": 3e-3}
 
 
 class FlatMLP(nn.Module):
@@ -97,7 +100,8 @@ def build_mlp(task: TaskInfo, **hparams) -> nn.Module:
     return _build(task, False, hparams)
 
 
-@register_method("mlp-aug", family="flat", profiles=AUGMENTED_PROFILES, symmetries=(), edits=True,
+@register_method("mlp-aug", family="flat", profiles=PROFILES, symmetries=(), edits=True,
+                 profile_optim={"quick": AUGMENTED_QUICK_OPTIM},
                  paper="Navon et al. 2023 (MLP + permutation augmentation)")
 def build_mlp_aug(task: TaskInfo, **hparams) -> nn.Module:
     return _build(task, True, hparams)

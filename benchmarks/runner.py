@@ -61,7 +61,7 @@ class RunSpec:
     lr: float | None = None
 
     def train_config(self) -> TrainConfig:
-        optim = {**METHODS[self.method].optim, **({"lr": self.lr} if self.lr else {})}
+        optim = {**METHODS[self.method].optimiser(self.model_profile), **({"lr": self.lr} if self.lr else {})}
         return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile)
 
     def label(self) -> str:

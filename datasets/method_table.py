@@ -36,7 +36,9 @@ class MethodInfo:
     maps a ``WeightSpace`` (or a ``MixedWeights`` when ``heterogeneous``) to
     ``(B, out_dim)``. ``profiles``: per profile (``quick``, ``paper``) the complete
     hyperparameters; with ``by_domain`` each profile holds one set per domain (``mlp``,
-    ``cnn``). ``optim`` overrides the protocol's AdamW settings where the paper used others.
+    ``cnn``). ``optim`` overrides the protocol's AdamW settings where the paper used others;
+    ``profile_optim`` overrides them again for one model profile (a quick learning rate chosen
+    by the threshold study); ``optimiser(profile)`` is the result.
     ``tasks``: the tasks it can be built for; ``"edit"`` means it has an equivariant
     weight-space output (its module returns a change of the input ``WeightSpace``).
     ``version``: bump it when the code changes what the method computes, so records made by
@@ -51,6 +53,7 @@ class MethodInfo:
     heterogeneous: bool = False
     by_domain: bool = False
     optim: dict[str, float] = field(default_factory=dict)
+    profile_optim: dict[str, dict[str, float]] = field(default_factory=dict)
     tasks: frozenset[str] = frozenset({"classification", "regression"})
     version: int = 1
     paper: str = ""
@@ -61,6 +64,12 @@ class MethodInfo:
         unknown = (self.symmetries - set(SYMMETRIES)) | (self.blind_to - set(CONTROLS))
         if unknown:
             raise ValueError(f"{self.name}: unknown symmetries or controls {sorted(unknown)}")
+        if set(self.profile_optim) - set(PROFILES):
+            raise ValueError(f"{self.name}: profile_optim keys must be among {PROFILES}")
+
+    def optimiser(self, profile: str) -> dict[str, float]:
+        """The AdamW overrides this method trains with under model profile ``profile``."""
+        return {**self.optim, **self.profile_optim.get(profile, {})}
 
     def defaults(self, profile: str, task: TaskInfo) -> dict[str, Any]:
         """The profile's hyperparameters for ``task``."""
@@ -120,14 +129,16 @@ METHODS: Registry[MethodInfo] = Registry("method")
 def register_method(name: str, *, family: str, profiles: dict[str, dict[str, Any]],
                     symmetries: tuple[str, ...] = ("permutation",), blind_to: tuple[str, ...] = (),
                     heterogeneous: bool = False, by_domain: bool = False, optim: dict | None = None,
-                    edits: bool = False, version: int = 1, paper: str = "") -> Callable:
+                    profile_optim: dict | None = None, edits: bool = False, version: int = 1, paper: str = "") -> Callable:
     """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module``
-    (``edits``: it can also be built for the edit task)."""
+    (``edits``: it can also be built for the edit task; ``optim``/``profile_optim``: see
+    ``MethodInfo``)."""
     tasks = frozenset({"classification", "regression"} | ({"edit"} if edits else set()))
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         METHODS.add(name, MethodInfo(name, family, build, profiles, frozenset(symmetries), frozenset(blind_to),
-                                     heterogeneous, by_domain, dict(optim or {}), tasks, version, paper))
+                                     heterogeneous, by_domain, dict(optim or {}), dict(profile_optim or {}), tasks,
+                                     version, paper))
         return build
     return wrap
 

@@ -198,7 +198,7 @@ def bench(name: str, profile_name: str, args: argparse.Namespace, device: torch.
     torch.manual_seed(0)
     task, weights, targets = siren_batch(args.batch, device)
     model = build_method(name, task, profile=profile_name).to(device).train()
-    optimiser = torch.optim.AdamW(model.parameters(), **METHODS[name].optim)
+    optimiser = torch.optim.AdamW(model.parameters(), **METHODS[name].optimiser(profile_name))
     eager = make_loss(model, args.precision, device)
     flops = count_flops(eager, optimiser, weights, targets)
     step = make_step(torch.compile(eager) if args.compile else eager, optimiser, weights, targets)

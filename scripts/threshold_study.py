@@ -77,7 +77,7 @@ def option_args(method: str, options: dict) -> list[str]:
 
 
 def train_grid(args: argparse.Namespace, method: str, dataset: str, extra: list[str]) -> None:
-    default_lr = METHODS[method].optim.get("lr", 1e-3)
+    default_lr = METHODS[method].optimiser("quick").get("lr", 1e-3)
     lrs = args.lrs or [default_lr * f for f in args.lr_factors]
     sizes = CANDIDATES.get(method, [{}])
     sizes = {"all": sizes, "smallest": sizes[:1], "default": [{}]}[args.sizes]
@@ -138,7 +138,7 @@ def report(args: argparse.Namespace) -> str:
              "best lr on validation (val %) |", "|---|---|---|---|---|---|---|"]
     by_method: dict[tuple, list] = defaultdict(list)
     for (dataset, method, size), by_lr in runs.items():
-        own = METHODS[method].optim.get("lr", 1e-3)
+        own = METHODS[method].optimiser("quick").get("lr", 1e-3)
         record = next((r for lr, r in by_lr.items() if math.isclose(lr, own, rel_tol=1e-6)), None)
         best_lr, best = max(by_lr.items(), key=lambda item: item[1]["val"]["accuracy"])
         by_method[(dataset, method)].append((json.loads(size), record, best_lr, best))

@@ -23,6 +23,23 @@ def test_method_overrides_and_epoch_override():
     assert (config.lr, config.weight_decay, config.epochs) == (5e-3, 5e-4, 7)
 
 
+@pytest.mark.parametrize("profile, model_profile, lr, expected", [
+    ("quick", "quick", None, 3e-3),    # mlp-aug's quick learning rate (the threshold study's)
+    ("smoke", "quick", None, 3e-3),    # the smoke budget keeps the quick model and its optimiser
+    ("paper", "paper", None, 1e-3),    # the published protocol's
+    ("quick", "quick", 2e-4, 2e-4),    # --lr wins
+])
+def test_a_profile_specific_learning_rate_follows_the_model_profile(tmp_path, profile, model_profile, lr, expected):
+    from benchmarks.runner import RunSpec
+    from datasets.source import LoadOptions
+    import baselines.flat_mlp  # noqa: F401  (registers mlp-aug)
+    spec = RunSpec("inr", "digits-inr", "mlp-aug", 0, profile, LoadOptions(tmp_path), tmp_path,
+                   model_profile=model_profile, lr=lr)
+    assert spec.train_config().lr == pytest.approx(expected)
+    plain = RunSpec("inr", "digits-inr", "mlp", 0, profile, LoadOptions(tmp_path), tmp_path, model_profile=model_profile)
+    assert plain.train_config().lr == pytest.approx(1e-3)
+
+
 class Readout(nn.Module):
     """A linear readout of the 9 flat weights of a 2-2-1 MLP."""
 
