@@ -5,7 +5,8 @@ dataset, and their learning curves) :func:`draw` returns, in this order: the pri
 metric against parameters and against training throughput (one point per method and
 configuration, error bars over seeds); the metric on the test split beside each robustness
 transform (grouped bars per method: a model that is not invariant drops under the
-transform); the validation metric per epoch (mean over seeds, a band of one std); and, where
+transform); where ReLU networks were rescaled, the metric against the range of the scales;
+the validation metric per epoch (mean over seeds, a band of one std); and, where
 a method was run at several values, the metric against the number of probe inputs (the
 neural-graph probe features, ablated by Kofinas et al. 2024) or of views per training image
 (the augmented INR copies, ablated by Navon et al. 2023). A figure without enough data is a
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure as Canvas
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmarks.metrics import METRICS
+from benchmarks.robustness import TRANSFORMS
 
 if TYPE_CHECKING:
     from benchmarks.leaderboard import Section
@@ -37,7 +39,7 @@ LEFT, WIDTH, TOP = 0.115, 0.585, 0.85
 LEGEND_CHARACTERS, TICK_CHARACTERS = 28, 24
 LABEL_PIXELS = 6.0, 11.0  # the size of one character of an 8-point label, width and height
 STYLES, MARKERS = ("-", "--", ":", "-."), ("o", "s", "D", "^", "v")
-SPLIT_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3")
+SPLIT_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 ERRORS = "bars: ± one std over seeds"
 # Ablations: what varies, the columns that hold it (the resolved hyperparameter first), the axis label.
 SWEEPS = {
@@ -249,6 +251,39 @@ def robustness(section: Section) -> Figure | Skipped:
     return Figure("robustness", title.replace("\n", ": "), caption, _png(fig))
 
 
+def scale_ranges(section: Section) -> Figure | Skipped:
+    """The primary test metric against the range of the positive rescaling (scales
+    log-uniform in ``[1/r, r]``; ``r = 1`` is the untransformed test split), one line per
+    method and configuration, as Monomial-NFN (Tran et al. 2024) plots it."""
+    metric = METRICS[section.metrics[0]]
+    ranges = sorted((TRANSFORMS[t].scale_range, t) for t in section.transforms if TRANSFORMS[t].scale_range)
+    if not ranges:
+        return Skipped("scale_range", "metric against the rescaling range", "no rescaling was measured (no ReLU "
+                       "networks)")
+    rows = _has(section.rows, f"test.{metric.name}", *(f"{t}.{metric.name}" for _, t in ranges))
+    if rows.empty:
+        return Skipped("scale_range", "metric against the rescaling range",
+                       f"no finished run has a test {metric.label} under every rescaling")
+    title = f"{section.heading}\ntest {metric.label} vs the range of positive rescaling"
+    fig, ax = _axes(title, "scale range r (scales log-uniform in [1/r, r]; 1 = untransformed)",
+                    f"test {metric.label} (mean ± std over seeds)")
+    colours, xs = _colours(rows["method"]), [1.0] + [r for r, _ in ranges]
+    columns = [f"test.{metric.name}"] + [f"{t}.{metric.name}" for _, t in ranges]
+    for (_, row), label, nth in zip(rows.iterrows(), labels(rows), _nth(rows["method"])):
+        frame = pd.DataFrame([row])
+        values = [_values(frame, c, metric.scale) for c in columns]
+        ax.errorbar(xs, [m[0] for m, _ in values], yerr=[s[0] for _, s in values], fmt=MARKERS[nth % len(MARKERS)],
+                    linestyle=STYLES[nth % len(STYLES)], color=colours[row["method"]], capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    _chance(ax, rows, metric.scale)
+    _legend(ax, "method")
+    caption = ("Each ReLU neuron's incoming weights and bias times c, its outgoing weights divided by c: the same "
+               f"function. A scale-invariant model gives a flat line; {ERRORS}.")
+    return Figure("scale_range", title.replace("\n", ": "), caption, _png(fig))
+
+
 def learning_curves(section: Section, curves: pd.DataFrame) -> Figure | Skipped:
     """Validation primary metric per epoch, mean over seeds with a band of one std, one line
     per method and configuration."""
@@ -315,5 +350,5 @@ def draw(section: Section, curves: pd.DataFrame) -> list[Figure | Skipped]:
     return [scatter(section, "parameters", "parameters (count, log scale)", "parameters", "parameters"),
             scatter(section, "samples_per_second", "training throughput (samples/s, log scale)", "throughput",
                     "training throughput"),
-            robustness(section), learning_curves(section, curves),
+            robustness(section), scale_ranges(section), learning_curves(section, curves),
             *(sweep(section, name) for name in SWEEPS)]

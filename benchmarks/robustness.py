@@ -29,12 +29,16 @@ PROBE_SIDE = 16
 
 @dataclass(frozen=True)
 class Transform:
-    """A function-preserving transform; ``activations``: the hidden activations it acts on
-    (``None``: any)."""
+    """A function-preserving transform of the symmetry ``symmetry`` (a name of
+    ``datasets.method_table.SYMMETRIES``, what a method claims); ``activations``: the hidden
+    activations it acts on (``None``: any); ``scale_range``: for positive rescaling, the ``r`` of its scales, drawn
+    log-uniformly from ``[1/r, r]``."""
 
     name: str
+    symmetry: str
     apply: Callable[[Weights, torch.Generator], Weights]
     activations: frozenset[str] | None
+    scale_range: float | None = None
 
     def applies_to(self, spec: ArchSpec) -> bool:
         classes = symmetry_classes(spec)
@@ -43,11 +47,20 @@ class Transform:
         return any(all(spec.activation_of(k) in self.activations for k in c) for c in classes)
 
 
+def rescaling(name: str, spread: float) -> Transform:
+    """Positive rescaling of ReLU neurons with scales log-uniform in ``[1/spread, spread]``."""
+    return Transform(name, "rescale", lambda weights, generator: rescale_positive(weights, generator, 1 / spread, spread),
+                     POSITIVE_HOMOGENEOUS, spread)
+
+
+# Rescaling at three ranges, so a table shows how far a model that is not scale-invariant
+# degrades as the scales spread (Monomial-NFN, Tran et al. 2024, plot the metric against it).
+RESCALINGS = (rescaling("rescale", 2.0), rescaling("rescale_10", 10.0), rescaling("rescale_100", 100.0))
 TRANSFORMS = {
-    "permutation": Transform("permutation", permute_hidden, None),
-    "sign_flip": Transform("sign_flip", flip_signs, ODD_ACTIVATIONS),
-    "rescale": Transform("rescale", rescale_positive, POSITIVE_HOMOGENEOUS),
-    "phase": Transform("phase", shift_phase, frozenset({"sine"})),
+    "permutation": Transform("permutation", "permutation", permute_hidden, None),
+    "sign_flip": Transform("sign_flip", "sign_flip", flip_signs, ODD_ACTIVATIONS),
+    **{t.name: t for t in RESCALINGS},
+    "phase": Transform("phase", "phase", shift_phase, frozenset({"sine"})),
 }
 
 

@@ -4,7 +4,8 @@ Loads (building where needed) every dataset of the suite, trains every registere
 that applies on every seed under the one protocol, writes one record per run, and prints
 the leaderboard. A run's record path is its identity (everything that changes its result),
 so finished runs are skipped and a run of another configuration never overwrites one;
-``--force`` redoes them. Runs that ended "n/a" or "failed" are tried again; a run killed at
+``--force`` redoes them. Runs that ended "n/a" or "failed" are tried again, and so are finished
+runs whose record lacks a robustness transform the suite now measures; a run killed at
 any moment loses nothing already finished. Runs go to your own results folder (``--out``,
 default ``$WSBENCH_RESULTS`` or ``./runs``); the shipped reference results in the
 repository's ``results/`` are shown beside yours and are changed only with
@@ -30,7 +31,7 @@ from benchmarks.fetch import fetch_missing
 from benchmarks.launchers import LAUNCHERS, check_launcher, create_launcher, register_all
 from benchmarks.protocol import PRECISIONS
 from benchmarks.records import is_reference, read_record, reference_folder
-from benchmarks.runner import Planned, RunSpec, execute, load_dataset, plan
+from benchmarks.runner import Planned, RunSpec, execute, is_finished, load_dataset, plan
 from benchmarks.suites import SUITES, Suite
 from datasets.cache import default_data_root
 from datasets.card import render_card
@@ -238,7 +239,7 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
     start = time.perf_counter()
     if args.fetch:
         fetch_missing([DATASETS[name] for name in names], options)
-    todo, loaded, finished = [], {}, []
+    todo, loaded, finished, incomplete = [], {}, [], 0
     for name in names:
         dataset = load_dataset(name, options, suite.name)
         loaded[name] = dataset
@@ -250,11 +251,15 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
                                tuple(sorted(per_method[method].items())), args.precision, args.compile, args.lr)
                 planned = plan(spec, dataset)
                 old = None if args.force else read_record(planned.path, suite.metrics)
-                if old is not None and old["status"] == "ok":
+                if is_finished(old, suite, dataset):
                     finished.append(old)
                 else:
+                    incomplete += old is not None and old["status"] == "ok"
                     todo.append(planned)
     log.info("%d runs to do, %d already finished", len(todo), len(finished))
+    if incomplete:
+        log.info("%d finished run(s) lack a transform the suite now measures (%s): redone", incomplete,
+                 ", ".join(suite.transforms))
     launcher = create_launcher(args.launcher, threads=args.threads, jobs=jobs, device=args.device,
                                address=args.ray_address)
     records = list(finished)

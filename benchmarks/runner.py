@@ -26,7 +26,8 @@ from benchmarks.protocol import PROTOCOL_VERSION, TrainConfig, profile_config, t
 from benchmarks.record_schema import SCHEMA_VERSION, RunConfig, RunRecord
 from benchmarks.records import config_id, environment, read_record, record_path, run_id, write_record
 from benchmarks.shared_shape import SharedShape, method_task
-from benchmarks.suites import SUITES
+from benchmarks.robustness import transforms_for
+from benchmarks.suites import SUITES, Suite
 from benchmarks.tracking import Tracker
 from datasets.dataset_table import DATASETS
 from datasets.errors import UnsupportedArchitecture, WsbenchError
@@ -141,6 +142,13 @@ def build_model(planned: Planned, dataset: WeightDataset) -> torch.nn.Module:
     return SUITES[planned.spec.suite].wrap(model, dataset)
 
 
+def is_finished(record: RunRecord | None, suite: Suite, dataset: WeightDataset) -> bool:
+    """Whether ``record`` needs no rerun: it finished, and it holds every robustness transform
+    the suite measures on this dataset (a record written before a transform was added lacks it)."""
+    measured = {t.name for t in transforms_for(suite.transforms, dataset.specs)}
+    return record is not None and record["status"] == "ok" and measured <= record["robustness"].keys()
+
+
 def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
     """Run ``planned`` on the loaded ``dataset`` and write its record; returns the record,
     or ``None`` if another process holds the run (it is skipped here)."""
@@ -149,8 +157,9 @@ def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
         if not mine:
             log.info("%s: another process is running it; skipped", spec.label())
             return None
-        done = read_record(planned.path, SUITES[spec.suite].metrics)
-        if done is not None and done["status"] == "ok":
+        suite = SUITES[spec.suite]
+        done = read_record(planned.path, suite.metrics)
+        if is_finished(done, suite, dataset):
             return done
         record = _run(planned, dataset)
         write_record(planned.path, record)

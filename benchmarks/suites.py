@@ -65,7 +65,7 @@ class Suite:
         return [name for name, entry in DATASETS.items() if self.name in entry.info.suites and entry.info.embedded]
 
 
-SYMMETRY_TRANSFORMS = ("permutation", "sign_flip", "rescale", "phase")
+SYMMETRY_TRANSFORMS = ("permutation", "sign_flip", "rescale", "rescale_10", "rescale_100", "phase")
 SUITES: Registry[Suite] = Registry("suite")
 SUITES.add("inr", Suite("inr", "classification", ("accuracy",), "classify the image an INR (SIREN) represents",
                         SYMMETRY_TRANSFORMS))

@@ -215,3 +215,32 @@ def test_clicking_a_header_sorts_its_table_both_ways(board):
     assert sorted(before) == sorted(ascending) and before != ascending
     assert numbers(ascending) == sorted(numbers(ascending)) and ascending[-1] == "n/a"
     assert numbers(descending) == sorted(numbers(descending), reverse=True) and descending[-1] == "n/a"
+
+
+def test_rescaled_runs_get_a_metric_against_scale_range_figure(tmp_path):
+    """A table whose runs were rescaled at several ranges draws the metric against the range:
+    one line per method, flat for a model whose metric does not move."""
+    from benchmarks import figures
+    from benchmarks.leaderboard import frame, sections, summary
+
+    def rescaled(method: str, seed: int, drop: float) -> dict:
+        r = record(method, seed, 0.8, 0.8, 0.0)
+        r["robustness"].update({name: {"test": {"accuracy": 0.8 - drop * k}, "output_change": drop * k,
+                                       "function_error": 0.0}
+                                for k, name in enumerate(("rescale", "rescale_10", "rescale_100"), 1)})
+        return r
+
+    records = [rescaled("scalegmn", s, 0.0) for s in (0, 1)] + [rescaled("mlp", s, 0.2) for s in (0, 1)]
+    section = sections(summary(frame(records)), ("quick",))[0]
+    assert section.transforms == ("permutation", "rescale", "rescale_10", "rescale_100")
+    drawn = figures.scale_ranges(section)
+    assert isinstance(drawn, figures.Figure) and png_size(drawn.png)[0] >= 500
+    # without rescaling (SIRENs) the figure is skipped with the reason
+    plain = sections(summary(frame(RECORDS)), ("quick",))[0]
+    skipped = figures.scale_ranges(plain)
+    assert isinstance(skipped, figures.Skipped) and "no rescaling was measured" in skipped.reason
+    for r in records:
+        write_record(record_path(tmp_path, r["config"], r["seed"]), r)
+    write(tmp_path)
+    assert (tmp_path / "figures" / "quick-inr-digits-inr-scale_range.png").exists()
+    assert "metric against the rescaling range" not in (tmp_path / "leaderboard.html").read_text()
