@@ -37,6 +37,23 @@ class ComponentGroup:
     neurons: tuple[int, ...]
 
 
+def _connected(nodes: list[int], edges: list[tuple[int, int]]) -> list[list[int]]:
+    """The connected components of a graph (union-find), each in node order."""
+    parent = {k: k for k in nodes}
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    components: dict[int, list[int]] = {}
+    for k in nodes:
+        components.setdefault(find(k), []).append(k)
+    return list(components.values())
+
+
 @cache
 def component_groups(spec: ArchSpec) -> tuple[ComponentGroup, ...]:
     """The groups of free components of ``spec``, ordered by their layers: union-find over
@@ -47,22 +64,11 @@ def component_groups(spec: ArchSpec) -> tuple[ComponentGroup, ...]:
     widths, last = spec.widths, len(spec.widths) - 1
     signatures: dict[tuple[int, ...], list[int]] = {}
     for i in range(max(widths[1:last], default=0)):
-        parent = {k: k for k in range(len(widths)) if widths[k] > i}
-
-        def find(k: int) -> int:
-            while parent[k] != k:
-                k = parent[k]
-            return k
-
-        for (a, b), m in zip(spec.residual, spec.residual_joined):
-            if i < m:
-                parent[find(a)] = find(b)
-        components: dict[int, list[int]] = {}
-        for k in parent:
-            components.setdefault(find(k), []).append(k)
-        for layers in components.values():
-            if 0 not in layers and last not in layers:
-                signatures.setdefault(tuple(layers), []).append(i)
+        layers = [k for k in range(len(widths)) if widths[k] > i]
+        ties = [r for r, m in zip(spec.residual, spec.residual_joined) if i < m]
+        for component in _connected(layers, ties):
+            if 0 not in component and last not in component:
+                signatures.setdefault(tuple(component), []).append(i)
     return tuple(ComponentGroup(layers, tuple(neurons)) for layers, neurons in sorted(signatures.items()))
 
 

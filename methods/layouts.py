@@ -28,6 +28,7 @@ so that a model can sum over senders before projecting, without per-edge value t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, reduce
 
@@ -177,7 +178,7 @@ class SenderStats(torch.autograd.Function):
         return gm, None
 
 
-def _into_rows(combine):
+def _into_rows(combine: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
     """``combine`` (commutative) of two per-receiver tensors ``(B, n, ...)``, where the
     shorter one covers only the first receivers (a residual joining fewer neurons)."""
     def combined(a: Tensor, b: Tensor) -> Tensor:

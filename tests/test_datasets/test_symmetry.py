@@ -107,7 +107,8 @@ def unequal_mlp(activation: str) -> ArchSpec:
 
 def unequal_cnn(activations: tuple[str, ...]) -> ArchSpec:
     channels, kernels = (3, 6, 4, 5, 7), (3, 5, 3, 3)
-    layers = [Layer("conv", channels[i + 1], channels[i], (k, k), 1, k // 2, activations[i]) for i, k in enumerate(kernels)]
+    layers = [Layer("conv", channels[i + 1], channels[i], (k, k), 1, k // 2, act)
+              for i, (k, act) in enumerate(zip(kernels, activations))]
     return ArchSpec((*layers, Layer("linear", 4, channels[-1])), residual=UNEQUAL_RESIDUALS)
 
 
