@@ -45,7 +45,7 @@ from torch import Tensor
 
 from datasets.cache import ChunkStore, chunk_generator
 from datasets.errors import ConfigError
-from datasets.functional import activate, forward
+from datasets.functional import activate, add_residuals, forward
 from datasets.spec import ArchSpec
 from datasets.weights import WeightSpace
 
@@ -205,10 +205,7 @@ def train_forward(ws: WeightSpace, x: Tensor, dropout: Tensor, generator: torch.
         if layer.kind == "linear" and h.ndim == 5:
             h = h.mean(dim=(-2, -1))
         z = forward(WeightSpace(layer_specs[k], (w,), (b,)), h)
-        for a, target in spec.residual:
-            if target == k + 1:
-                z = z + values[a]
-        h = activate(z, layer)
+        h = activate(add_residuals(spec, k + 1, z, values), layer)
         if k < len(spec.layers) - 1:
             mask = torch.rand(h.shape, generator=generator) < _per_network(keep, h)
             h = h * mask / _per_network(keep, h)

@@ -48,6 +48,21 @@ def _conv(h: Tensor, w: Tensor, b: Tensor, layer: Layer) -> Tensor:
     return out.reshape(N, B, layer.out_features, *out.shape[2:]).transpose(0, 1)
 
 
+def add_residuals(spec: ArchSpec, neuron_layer: int, z: Tensor, values: list[Tensor]) -> Tensor:
+    """The pre-activation ``z`` of ``neuron_layer`` plus its residual inputs: for each
+    residual ``(a, neuron_layer)``, the first ``m`` neurons of ``values[a]`` added to the
+    first ``m`` of ``z`` (``m`` as ``ArchSpec.residual_joined``). Neurons are on dim 2."""
+    for (a, b), m in zip(spec.residual, spec.residual_joined):
+        if b != neuron_layer:
+            continue
+        source = values[a]
+        if source.shape[2] == m == z.shape[2]:
+            z = z + source
+        else:
+            z = torch.cat([z[:, :, :m] + source[:, :, :m], z[:, :, m:]], dim=2)
+    return z
+
+
 def forward(ws: WeightSpace, x: Tensor, *, return_hidden: bool = False
             ) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Evaluate every network of ``ws`` on inputs ``x``.
@@ -70,10 +85,7 @@ def forward(ws: WeightSpace, x: Tensor, *, return_hidden: bool = False
         if layer.kind == "linear" and h.ndim == 5:
             h = h.mean(dim=(-2, -1))  # global average pool after the conv stack
         z = _linear(h, w, b) if layer.kind == "linear" else _conv(h, w, b, layer)
-        for a, target in spec.residual:
-            if target == k + 1:
-                z = z + values[a]
-        h = activate(z, layer)
+        h = activate(add_residuals(spec, k + 1, z, values), layer)
         values.append(h)
     if spec.output_offset:
         h = h + spec.output_offset

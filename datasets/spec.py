@@ -60,8 +60,10 @@ class ArchSpec:
     """A whole architecture.
 
     ``residual`` holds pairs ``(a, b)`` of neuron-layer indices, ``a < b``: the values of
-    neuron layer ``a`` (after its activation) are added to the pre-activation of neuron
-    layer ``b``. Both must have the same width (and spatial size for convs).
+    the first ``m = min(width_a, width_b)`` neurons of neuron layer ``a`` (after its
+    activation) are added to the pre-activation of the first ``m`` neurons of neuron layer
+    ``b`` (``residual_joined``; the CNN Wild Park's residuals between unequal widths). For
+    convs both must have the same spatial size, which the forward pass needs.
     ``output_offset`` is added to the final output (the DWSNets SIREN adds 0.5).
     """
 
@@ -86,15 +88,20 @@ class ArchSpec:
                     f"layer {i} takes {layer.in_features} inputs but layer {i - 1} "
                     f"gives {self.layers[i - 1].out_features}"
                 )
-        widths = self.widths
         for a, b in self.residual:
-            if not 0 <= a < b <= len(self.layers) or widths[a] != widths[b]:
-                raise ValueError(f"residual {(a, b)} joins neuron layers of widths that differ")
+            if not 0 <= a < b <= len(self.layers):
+                raise ValueError(f"residual {(a, b)} must join neuron layers a < b of 0 .. {len(self.layers)}")
 
     @property
     def widths(self) -> tuple[int, ...]:
         """Neuron count of every neuron layer, input first."""
         return (self.layers[0].in_features, *(layer.out_features for layer in self.layers))
+
+    @property
+    def residual_joined(self) -> tuple[int, ...]:
+        """Per residual ``(a, b)``, how many neurons it joins: ``min(width_a, width_b)``."""
+        widths = self.widths
+        return tuple(min(widths[a], widths[b]) for a, b in self.residual)
 
     @property
     def hidden(self) -> tuple[int, ...]:

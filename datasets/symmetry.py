@@ -1,15 +1,25 @@
 """Function-preserving transforms of weights, and non-symmetries for negative controls.
 
-Hidden neuron layers joined by a residual connection must move together, so transforms act
-on *classes* of neuron layers (``symmetry_classes``). All transforms are batched: every
-network in the batch gets its own random permutation, sign or scale. Each one is verified
-by functional evaluation in ``tests/test_datasets/test_symmetry.py`` (phase shifts in
+Residuals tie neurons together: a residual ``(a, b)`` joins neuron ``i`` of neuron layer
+``a`` to neuron ``i`` of layer ``b`` for ``i < min(width_a, width_b)`` (``datasets.spec``).
+The tied neurons form *components*, each a set of neuron layers with one neuron index, and
+one transform acts on every neuron of a component. A component that touches the input or
+output layer is fixed. Components that span the same layers form a group; a permutation
+permutes the components of each group (moving all their neurons together), and sign flips
+and scales draw one value per component (``component_groups``). Without residuals,
+or with residuals between equal widths, every group is all neurons of a class of tied
+layers (``symmetry_classes``). All transforms are batched: every network in the batch gets
+its own random permutation, sign or scale. Each one is verified by functional evaluation in
+``tests/test_datasets/test_symmetry.py`` (phase shifts in
 ``tests/test_datasets/test_phase_symmetry.py``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torch import Tensor
@@ -18,23 +28,55 @@ from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
 from datasets.weights import MixedWeights, WeightSpace, Weights
 
 
-def symmetry_classes(spec: ArchSpec) -> list[list[int]]:
-    """Groups of hidden neuron layers that share one transform (joined by residuals).
-    A group that touches the input or output layer is not free and is left out."""
-    parent = list(range(len(spec.widths)))
+@dataclass(frozen=True)
+class ComponentGroup:
+    """Free components that span the same hidden neuron ``layers``; ``neurons``: each
+    component's neuron index (the same in all those layers)."""
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
+    layers: tuple[int, ...]
+    neurons: tuple[int, ...]
 
-    for a, b in spec.residual:
+
+def _connected(nodes: list[int], edges: list[tuple[int, int]]) -> list[list[int]]:
+    """The connected components of a graph (union-find), each in node order."""
+    parent = {k: k for k in nodes}
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for a, b in edges:
         parent[find(a)] = find(b)
-    classes: dict[int, list[int]] = {}
-    for k in range(len(spec.widths)):
-        classes.setdefault(find(k), []).append(k)
-    last = len(spec.widths) - 1
-    return [c for c in classes.values() if 0 not in c and last not in c]
+    components: dict[int, list[int]] = {}
+    for k in nodes:
+        components.setdefault(find(k), []).append(k)
+    return list(components.values())
+
+
+@cache
+def component_groups(spec: ArchSpec) -> tuple[ComponentGroup, ...]:
+    """The groups of free components of ``spec``, ordered by their layers: union-find over
+    the neurons ``(layer, i)``, a residual ``(a, b)`` tying ``(a, i)`` to ``(b, i)`` for ``i
+    < min(width_a, width_b)``; components touching the input or output layer left out.
+    Layers that both have a neuron ``i`` are joined at ``i`` by every residual between them,
+    so components that span the same layers are joined alike and may be swapped."""
+    widths, last = spec.widths, len(spec.widths) - 1
+    signatures: dict[tuple[int, ...], list[int]] = {}
+    for i in range(max(widths[1:last], default=0)):
+        layers = [k for k in range(len(widths)) if widths[k] > i]
+        ties = [r for r, m in zip(spec.residual, spec.residual_joined) if i < m]
+        for component in _connected(layers, ties):
+            if 0 not in component and last not in component:
+                signatures.setdefault(tuple(component), []).append(i)
+    return tuple(ComponentGroup(layers, tuple(neurons)) for layers, neurons in sorted(signatures.items()))
+
+
+def symmetry_classes(spec: ArchSpec) -> list[list[int]]:
+    """The sets of hidden neuron layers that free components span, each once: with
+    residuals between equal widths only, the groups of layers joined by residuals, which
+    share one transform. A set that touches the input or output layer is not free."""
+    return [list(layers) for layers in dict.fromkeys(g.layers for g in component_groups(spec))]
 
 
 def _expand(t: Tensor, like: Tensor, dim: int) -> Tensor:
@@ -47,7 +89,8 @@ def _expand(t: Tensor, like: Tensor, dim: int) -> Tensor:
 def _act_on_neurons(ws: WeightSpace, layer_values: dict[int, Tensor], op: str) -> WeightSpace:
     """Apply a per-neuron permutation (``op='perm'``) or scale (``op='scale'``) to neuron
     layers: the producing layer's rows and bias, and the consuming layer's columns.
-    Residuals need no change: source and target share the same transform."""
+    Residuals need no change: tied neurons share one transform (and a permutation keeps the
+    neurons a residual joins among themselves)."""
     weights, biases = list(ws.weights), list(ws.biases)
     for k, value in layer_values.items():
         produce, consume = k - 1, k
@@ -62,11 +105,21 @@ def _act_on_neurons(ws: WeightSpace, layer_values: dict[int, Tensor], op: str) -
     return WeightSpace(ws.spec, tuple(weights), tuple(biases))
 
 
-def _per_class(ws: WeightSpace, draw, classes: list[list[int]]) -> dict[int, Tensor]:
-    values = {}
-    for cls in classes:
-        value = draw(len(ws), ws.spec.widths[cls[0]])
-        values.update({k: value for k in cls})
+def _per_neuron(ws: WeightSpace, groups: list[ComponentGroup], draw: Callable[[int, int], Tensor],
+                op: str) -> dict[int, Tensor]:
+    """Per neuron layer that ``groups`` touch, a ``(B, width)`` permutation (``op='perm'``)
+    or scale: ``draw(B, n)`` gives each group's ``n`` components their permutation or
+    values; every other neuron keeps its place or scale 1."""
+    widths, values = ws.spec.widths, {}
+    for group in groups:
+        drawn = draw(len(ws), len(group.neurons))
+        idx = torch.tensor(group.neurons, device=ws.device)
+        for k in group.layers:
+            if k not in values:
+                base = torch.arange(widths[k], device=ws.device) if op == "perm" else \
+                    torch.ones(widths[k], dtype=ws.dtype, device=ws.device)
+                values[k] = base.expand(len(ws), -1).clone()
+            values[k][:, idx] = idx[drawn] if op == "perm" else drawn
     return values
 
 
@@ -82,11 +135,13 @@ def permute_hidden(weights: Weights, generator: torch.Generator | None = None) -
     if isinstance(weights, MixedWeights):
         return weights.map_groups(lambda g: permute_hidden(g, generator))
     draw = lambda b, n: random_permutations(b, n, generator, weights.device)  # noqa: E731
-    return _act_on_neurons(weights, _per_class(weights, draw, symmetry_classes(weights.spec)), "perm")
+    groups = list(component_groups(weights.spec))
+    return _act_on_neurons(weights, _per_neuron(weights, groups, draw, "perm"), "perm")
 
 
-def _classes_with(spec: ArchSpec, allowed: frozenset[str]) -> list[list[int]]:
-    return [c for c in symmetry_classes(spec) if all(spec.activation_of(k) in allowed for k in c)]
+def _groups_with(spec: ArchSpec, allowed: frozenset[str]) -> list[ComponentGroup]:
+    """The component groups whose every layer has an activation in ``allowed``."""
+    return [g for g in component_groups(spec) if all(spec.activation_of(k) in allowed for k in g.layers)]
 
 
 def flip_signs(weights: Weights, generator: torch.Generator | None = None) -> Weights:
@@ -99,8 +154,8 @@ def flip_signs(weights: Weights, generator: torch.Generator | None = None) -> We
         signs = torch.randint(0, 2, (b, n), generator=generator).to(weights.dtype) * 2 - 1
         return signs.to(weights.device)
 
-    classes = _classes_with(weights.spec, ODD_ACTIVATIONS)
-    return _act_on_neurons(weights, _per_class(weights, draw, classes), "scale")
+    groups = _groups_with(weights.spec, ODD_ACTIVATIONS)
+    return _act_on_neurons(weights, _per_neuron(weights, groups, draw, "scale"), "scale")
 
 
 def rescale_positive(weights: Weights, generator: torch.Generator | None = None,
@@ -118,9 +173,9 @@ def rescale_positive(weights: Weights, generator: torch.Generator | None = None,
         c = torch.exp(torch.log(torch.tensor(low)) + u * (torch.log(torch.tensor(high / low))))
         return c.to(weights.dtype).to(weights.device)
 
-    classes = (symmetry_classes(weights.spec) if any_activation
-               else _classes_with(weights.spec, POSITIVE_HOMOGENEOUS))
-    return _act_on_neurons(weights, _per_class(weights, draw, classes), "scale")
+    groups = (list(component_groups(weights.spec)) if any_activation
+              else _groups_with(weights.spec, POSITIVE_HOMOGENEOUS))
+    return _act_on_neurons(weights, _per_neuron(weights, groups, draw, "scale"), "scale")
 
 
 def shift_phase(weights: Weights, generator: torch.Generator | None = None, max_periods: int = 3) -> Weights:

@@ -195,7 +195,7 @@ class GraphEncoder(nn.Module):
         e = []
         for block in structure.blocks:
             if block.diagonal:
-                w = eye.expand(len(ws), structure.widths[block.src], -1)
+                w = eye.expand(len(ws), block.joined, -1)
             else:
                 forward_layer = min(block.src, block.dst)
                 w = kernels[forward_layer].transpose(1, 2) if block.reversed else kernels[forward_layer]

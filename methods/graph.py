@@ -6,8 +6,9 @@ weights: a linear weight ``W[o, j]`` is an edge from neuron ``j`` of one neuron 
 neuron ``o`` of the next; a conv kernel ``W[o, j]`` becomes one edge whose feature is the
 kernel flattened after central zero-padding to the largest kernel of the task (a linear
 weight sits at the kernel centre). A residual connection ``(a, b)`` (``datasets.spec``)
-becomes one edge per channel from neuron ``i`` of layer ``a`` to neuron ``i`` of layer
-``b`` with the fixed identity weight (1 at the kernel centre) and its own edge type.
+becomes one edge from neuron ``i`` of layer ``a`` to neuron ``i`` of layer ``b`` for each
+of the ``min(width_a, width_b)`` neurons it joins (the authors' ``get_residuals_graph``),
+with the fixed identity weight (1 at the kernel centre) and its own edge type.
 With ``reverse=True`` every edge also appears reversed (flagged ``edge_reversed``), as in
 the authors' ``rev_edge_features``.
 
@@ -142,11 +143,11 @@ class GraphConverter:
             dst.append(offsets[i + 1] + o.flatten())
             etype.append(torch.full((out * inp,), EDGE_TYPES.index(layer.kind)))
         num_weight_edges = sum(t.numel() for t in src)
-        for a, b in spec.residual:
-            idx = torch.arange(widths[a])
+        for (a, b), joined in zip(spec.residual, spec.residual_joined):
+            idx = torch.arange(joined)
             src.append(offsets[a] + idx)
             dst.append(offsets[b] + idx)
-            etype.append(torch.full((widths[a],), EDGE_TYPES.index("residual")))
+            etype.append(torch.full((joined,), EDGE_TYPES.index("residual")))
         src_t, dst_t, etype_t = torch.cat(src), torch.cat(dst), torch.cat(etype)
         forward_edges = src_t.numel()
         reversed_ = torch.zeros(forward_edges, dtype=torch.bool)
@@ -194,8 +195,8 @@ class GraphConverter:
         identity kernels of the residual edges."""
         parts = [w.reshape(len(ws), -1, self.kernel_size) for w in self.padded_kernels(ws)]
         eye = self.identity_kernel(ws.weights[0])
-        for a, _ in ws.spec.residual:
-            parts.append(eye.expand(len(ws), ws.spec.widths[a], -1))
+        for joined in ws.spec.residual_joined:
+            parts.append(eye.expand(len(ws), joined, -1))
         return torch.cat(parts, dim=1)
 
     def __call__(self, weights: Weights) -> Batch:

@@ -5,10 +5,12 @@ A neural graph (``methods.graph``) of a network is layered: its edges from neuro
 one architecture the edges are a few dense *blocks*: block ``(l -> l + 1)`` holds edge
 features ``(B, n_{l+1}, n_l, d)`` indexed ``[network, receiver, sender]``; its reverse
 ``(l + 1 -> l)`` is ``(B, n_l, n_{l+1}, d)``; a residual connection is a *diagonal* block
-``(B, n, d)`` (neuron ``i`` to neuron ``i``). Node features are ``(B, N, d)`` in the node
-order of ``methods.graph``. Messages and edge updates are broadcasts over a block,
-aggregations are reductions over its sender axis, merged across the blocks entering a
-layer: no index tensor, gather or scatter (:class:`LayeredGraph`).
+``(B, m, d)`` (neuron ``i`` to neuron ``i`` for the ``m = min(n_a, n_b)`` neurons it joins,
+the first of both layers). Node features are ``(B, N, d)`` in the node order of
+``methods.graph``. Messages and edge updates are broadcasts over a block, aggregations are
+reductions over its sender axis, merged across the blocks entering a layer (a diagonal
+block into its first ``m`` receivers): no index tensor, gather or scatter
+(:class:`LayeredGraph`).
 
 :class:`EdgeListGraph` offers the same operations on a ``torch_geometric`` batch of any mix
 of architectures, as one block: the edge list ``(E, d)`` sorted by receiver, nodes
@@ -26,6 +28,7 @@ so that a model can sum over senders before projecting, without per-edge value t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, reduce
 
@@ -73,10 +76,10 @@ def layered_groups(layout: str, weights: Weights, supported: bool = True) -> lis
 @dataclass(frozen=True)
 class Block:
     """Edges from neuron layer ``src`` to neuron layer ``dst``: every pair (features
-    ``(B, n_dst, n_src, d)``) or, if ``diagonal``, neuron ``i`` to neuron ``i`` (``(B, n, d)``).
-    ``reversed``: the reverse edges of a weight or residual; ``edge_type``: index into
-    ``methods.graph.EDGE_TYPES``; ``pair``: the block of the same weights in the other
-    direction."""
+    ``(B, n_dst, n_src, d)``) or, if ``diagonal``, neuron ``i`` to neuron ``i`` for ``i <
+    joined`` (``(B, joined, d)``). ``reversed``: the reverse edges of a weight or residual;
+    ``edge_type``: index into ``methods.graph.EDGE_TYPES``; ``pair``: the block of the same
+    weights in the other direction."""
 
     src: int
     dst: int
@@ -84,35 +87,38 @@ class Block:
     reversed: bool
     edge_type: int
     pair: int
+    joined: int = 0
 
 
 @dataclass(frozen=True)
 class LayeredStructure:
     """The blocks of one architecture's neural graph: weight blocks layer by layer, residual
     blocks, then (with reverse edges) all of them reversed, the order of ``methods.graph``.
-    ``incoming[l]``: the blocks entering neuron layer ``l``; ``degree[l]``: its in-degree."""
+    ``incoming[l]``: the blocks entering neuron layer ``l``; ``degree[l]``: the in-degree of
+    each of its neurons."""
 
     widths: tuple[int, ...]
     offsets: tuple[int, ...]
     blocks: tuple[Block, ...]
     incoming: tuple[tuple[int, ...], ...]
-    degree: tuple[int, ...]
+    degree: tuple[tuple[int, ...], ...]
 
     @staticmethod
     @cache
     def of(spec: ArchSpec, reverse: bool = True) -> LayeredStructure:
         """The (cached) structure of ``spec``."""
-        forward = [(l, l + 1, False, EDGE_TYPES.index(layer.kind)) for l, layer in enumerate(spec.layers)]
-        forward += [(a, b, True, EDGE_TYPES.index("residual")) for a, b in spec.residual]
+        forward = [(l, l + 1, False, EDGE_TYPES.index(layer.kind), 0) for l, layer in enumerate(spec.layers)]
+        forward += [(a, b, True, EDGE_TYPES.index("residual"), m)
+                    for (a, b), m in zip(spec.residual, spec.residual_joined)]
         n = len(forward)
-        blocks = [Block(s, d, diag, False, t, n + i if reverse else i)
-                  for i, (s, d, diag, t) in enumerate(forward)]
+        blocks = [Block(s, d, diag, False, t, n + i if reverse else i, m)
+                  for i, (s, d, diag, t, m) in enumerate(forward)]
         if reverse:
-            blocks += [Block(d, s, diag, True, t, i) for i, (s, d, diag, t) in enumerate(forward)]
+            blocks += [Block(d, s, diag, True, t, i, m) for i, (s, d, diag, t, m) in enumerate(forward)]
         widths = spec.widths
         incoming = tuple(tuple(i for i, b in enumerate(blocks) if b.dst == l) for l in range(len(widths)))
-        degree = tuple(sum(1 if blocks[i].diagonal else widths[blocks[i].src] for i in into)
-                       for into in incoming)
+        degree = tuple(tuple(sum(int(j < blocks[i].joined) if blocks[i].diagonal else widths[blocks[i].src]
+                                 for i in into) for j in range(widths[l])) for l, into in enumerate(incoming))
         offsets = tuple(torch.tensor((0, *widths)).cumsum(0).tolist())
         return LayeredStructure(widths, offsets, tuple(blocks), incoming, degree)
 
@@ -122,7 +128,7 @@ class LayeredStructure:
 
     @property
     def num_edges(self) -> int:
-        return sum(self.widths[b.dst] * (1 if b.diagonal else self.widths[b.src]) for b in self.blocks)
+        return sum(b.joined if b.diagonal else self.widths[b.dst] * self.widths[b.src] for b in self.blocks)
 
 
 _COMBINE = {"sum": torch.add, "sumsq": torch.add, "max": torch.maximum, "min": torch.minimum}
@@ -172,10 +178,21 @@ class SenderStats(torch.autograd.Function):
         return gm, None
 
 
+def _into_rows(combine: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """``combine`` (commutative) of two per-receiver tensors ``(B, n, ...)``, where the
+    shorter one covers only the first receivers (a residual joining fewer neurons)."""
+    def combined(a: Tensor, b: Tensor) -> Tensor:
+        if a.shape[1] < b.shape[1]:
+            a, b = b, a
+        n = b.shape[1]
+        return combine(a, b) if n == a.shape[1] else torch.cat([combine(a[:, :n], b), a[:, n:]], dim=1)
+    return combined
+
+
 def _merge(parts: list[tuple[Tensor, bool]], reduce_block, combine) -> Tensor:
     """Reduce every block's messages over its sender axis (a diagonal block has one
     message per receiver) and combine the blocks."""
-    return reduce(combine, (m if diagonal else reduce_block(m) for m, diagonal in parts))
+    return reduce(_into_rows(combine), (m if diagonal else reduce_block(m) for m, diagonal in parts))
 
 
 class LayeredGraph:
@@ -194,22 +211,25 @@ class LayeredGraph:
         """Node tensor ``(B, N, ...)`` -> the block's receivers, broadcastable against it."""
         b = self.structure.blocks[block]
         part = self.layer(t, b.dst)
-        return part if b.diagonal else part.unsqueeze(2)
+        return part[:, :b.joined] if b.diagonal else part.unsqueeze(2)
 
     def sender(self, t: Tensor, block: int) -> Tensor:
         """Node tensor ``(B, N, ...)`` -> the block's senders, broadcastable against it."""
         b = self.structure.blocks[block]
         part = self.layer(t, b.src)
-        return part if b.diagonal else part.unsqueeze(1)
+        return part[:, :b.joined] if b.diagonal else part.unsqueeze(1)
 
     def reverse(self, e: list[Tensor]) -> list[Tensor]:
         """Per block, the features of the same weights in the other direction (a view)."""
         return [e[b.pair] if b.diagonal else e[b.pair].transpose(1, 2) for b in self.structure.blocks]
 
     def _per_layer(self, messages: list[Tensor], fn) -> Tensor:
-        s = self.structure
-        outs = [fn([(messages[i], s.blocks[i].diagonal) for i in into], s.degree[l])
-                for l, into in enumerate(s.incoming)]
+        s, like = self.structure, messages[0]
+        outs = []
+        for l, into in enumerate(s.incoming):
+            degree = s.degree[l]  # one number, or one per receiver where a residual joins some
+            divisor = degree[0] if len(set(degree)) == 1 else like.new_tensor(degree)[:, None]
+            outs.append(fn([(messages[i], s.blocks[i].diagonal) for i in into], divisor))
         return torch.cat(outs, dim=1)
 
     def aggregate(self, messages: list[Tensor], aggregators: tuple[str, ...]) -> Tensor:
@@ -225,10 +245,10 @@ class LayeredGraph:
         wanted |= {"min", "max"} & set(aggregators)
         order = tuple(k for k in ("sum", "sumsq", "max", "min") if k in wanted)
 
-        def one_layer(parts: list[tuple[Tensor, bool]], degree: int) -> Tensor:
+        def one_layer(parts: list[tuple[Tensor, bool]], degree: int | Tensor) -> Tensor:
             per_block = [dict(zip(order, _diagonal_stats(m, order) if diagonal
                                   else SenderStats.apply(m, order))) for m, diagonal in parts]
-            stats = {k: reduce(_COMBINE[k], (b[k] for b in per_block)) for k in order}
+            stats = {k: reduce(_into_rows(_COMBINE[k]), (b[k] for b in per_block)) for k in order}
             stats["mean"] = stats["sum"] / degree
             if "sumsq" in stats:
                 stats["var"] = stats["sumsq"] / degree - stats["mean"] * stats["mean"]
@@ -245,13 +265,14 @@ class LayeredGraph:
 
     def merge(self, per_block: list[Tensor]) -> Tensor:
         """``(B, N, ...)``: per receiver, the sum over the blocks entering its layer of a
-        per-receiver tensor ``(B, n_dst, ...)`` of each block."""
+        per-receiver tensor ``(B, n_dst, ...)`` of each block (diagonal: ``(B, joined, ...)``)."""
         s = self.structure
-        return torch.cat([reduce(torch.add, (per_block[i] for i in into)) for into in s.incoming], dim=1)
+        add = _into_rows(torch.add)
+        return torch.cat([reduce(add, (per_block[i] for i in into)) for into in s.incoming], dim=1)
 
     def sum_incoming(self, per_block: list[Tensor]) -> Tensor:
         """``(B, N, ...)``: per receiver, the sum over its incoming edges of a per-edge tensor
-        (``(B, n_dst, n_src, ...)`` per block, diagonal ``(B, n, ...)``)."""
+        (``(B, n_dst, n_src, ...)`` per block, diagonal ``(B, joined, ...)``)."""
         return self.merge([t if b.diagonal else t.sum(2) for t, b in zip(per_block, self.structure.blocks)])
 
     def softmax(self, scores: list[Tensor]) -> tuple[list[Tensor], Tensor]:
@@ -270,9 +291,7 @@ class LayeredGraph:
 
     def log_degree(self, like: Tensor) -> Tensor:
         """``(1, N, 1)``: ``log(in-degree + 1)`` of every node."""
-        s = self.structure
-        deg = torch.tensor(s.degree, dtype=like.dtype, device=like.device)
-        per_node = torch.repeat_interleave(deg, torch.tensor(s.widths, device=like.device))
+        per_node = torch.tensor(sum(self.structure.degree, ()), dtype=like.dtype, device=like.device)
         return per_node.add(1).log()[None, :, None]
 
     def layer_norm(self, norm: nn.Module, x: Tensor) -> Tensor:

@@ -76,6 +76,7 @@ classes: ScaleGMN paper 1,598,730 / quick 75,050; ScaleGMN-B paper 3,039,754 / q
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -87,7 +88,7 @@ from torch_geometric.data import Batch
 from datasets.method_table import register_method
 from datasets.normalisation import ChangeScale, LayerStats
 from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
-from datasets.symmetry import symmetry_classes
+from datasets.symmetry import component_groups
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import Weights, WeightSpace, as_mixed, as_shape
 from methods.graph import EDGE_TYPES, GraphConverter
@@ -113,15 +114,16 @@ PROFILES = {
 
 def neuron_kinds(spec: ArchSpec) -> Tensor:
     """``(N,)`` per neuron in graph order: bit ``SIGN`` if its sign may flip, bit ``SCALE`` if
-    it may be scaled by a positive factor (its whole symmetry class, as
-    ``datasets.symmetry``); 0 for input, output and tied neurons."""
-    per_layer = [0] * len(spec.widths)
-    for cls in symmetry_classes(spec):
-        acts = {spec.activation_of(k) for k in cls}
+    it may be scaled by a positive factor (its whole residual component, as
+    ``datasets.symmetry``); 0 for input, output and neurons tied to them."""
+    offsets = [0, *itertools.accumulate(spec.widths)]
+    kinds = torch.zeros(offsets[-1], dtype=torch.long)
+    for group in component_groups(spec):
+        acts = {spec.activation_of(k) for k in group.layers}
         kind = SIGN * (acts <= ODD_ACTIVATIONS) + SCALE * (acts <= POSITIVE_HOMOGENEOUS)
-        for k in cls:
-            per_layer[k] = kind
-    return torch.repeat_interleave(torch.tensor(per_layer), torch.tensor(spec.widths))
+        for k in group.layers:
+            kinds[offsets[k] + torch.tensor(group.neurons)] = kind
+    return kinds
 
 
 def wrap_phase(ws: WeightSpace) -> WeightSpace:

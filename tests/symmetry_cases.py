@@ -15,15 +15,20 @@ from datasets.weights import MixedWeights, WeightSpace
 
 RELU_CNN = ArchSpec((Layer("conv", 6, 1, (3, 3), 2, 0, "relu"), Layer("conv", 6, 6, (5, 5), 1, 2, "relu"),
                      Layer("linear", 10, 6)), residual=((1, 2),))
+# residuals between unequal widths (the CNN Wild Park's), two into layer 3: neurons 0-2 tie layers 1-3
+# (identity, tanh, relu: no sign or scale law), 3 ties 1 and 3 (scale), 4-5 of layer 1 are alone
+# (identity: sign and scale)
+UNEQUAL_CNN = ArchSpec((Layer("conv", 6, 1, (3, 3), 1, 1, "identity"), Layer("conv", 3, 6, (3, 3), 1, 1, "tanh"),
+                        Layer("conv", 4, 3, (5, 5), 1, 2, "relu"), Layer("linear", 10, 4)), residual=((1, 3), (2, 3)))
 SPECS = {"siren": siren_spec(out_features=10), "tanh": mlp_spec([2, 12, 12, 10], "tanh"),
          "relu": mlp_spec([2, 12, 12, 12, 10], "relu"), "linear": mlp_spec([3, 8, 8, 10], "identity"),
-         "relu-cnn": RELU_CNN}
+         "relu-cnn": RELU_CNN, "unequal-cnn": UNEQUAL_CNN}
 TRANSFORMS = {"permutation": permute_hidden, "sign_flip": flip_signs,
               "rescale": lambda ws, g: rescale_positive(ws, g, 0.1, 10.0),  # scales over two decades
               "phase": shift_phase}
 VALID = {"siren": ("permutation", "sign_flip", "phase"), "tanh": ("permutation", "sign_flip"),
          "relu": ("permutation", "rescale"), "linear": ("permutation", "sign_flip", "rescale"),
-         "relu-cnn": ("permutation", "rescale")}
+         "relu-cnn": ("permutation", "rescale"), "unequal-cnn": ("permutation", "sign_flip", "rescale")}
 CASES = [(spec, transform) for spec, valid in VALID.items() for transform in valid]
 
 

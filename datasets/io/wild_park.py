@@ -53,13 +53,14 @@ Facts, from the authors' code (github.com/mkofinas/neural-graphs at commit
 What our :class:`~datasets.spec.ArchSpec` covers: every conv layer (kernel, stride,
 padding, activation, bias), the global average pool and the linear layer, the six
 activations (``none`` is ``identity``), and a residual ``residual[i] = r`` as the pair of
-neuron layers ``(r + 1, i + 1)`` when both layers have the same width. Refused, as an
-:class:`~datasets.errors.InvalidItem`: a residual between layers of *different* widths
-(reason ``residual-widths``; the spec joins equal widths only, and its permutation
-symmetry and graph encodings assume so), a residual between feature maps of different
-sizes (``residual-shapes``), an unknown activation (``activation``), a config that breaks
-the authors' constraints (``config``), weights that do not fit the config (``keys``,
-``shape``, ``dtype``, ``nonfinite``), a missing or out-of-range accuracy (``target``).
+neuron layers ``(r + 1, i + 1)``, which joins their first ``min(channels[r+1],
+channels[i+1])`` channels whatever the two widths (as the authors' forward pass and
+residual edges do). Refused, as an :class:`~datasets.errors.InvalidItem`: a residual
+between feature maps of different sizes (``residual-shapes``; the sampler's stride 1 and
+``kernel // 2`` padding never make one), an unknown activation (``activation``), a config
+that breaks the authors' constraints (``config``), weights that do not fit the config
+(``keys``, ``shape``, ``dtype``, ``nonfinite``), a missing or out-of-range accuracy
+(``target``).
 
 Safety: :data:`RESTRICTED_PICKLE` is handed to ``torch.load`` as its pickle module (for
 both the zip and the legacy format). Its unpickler resolves only tensor rebuilding, a few
@@ -275,11 +276,6 @@ def architecture(cfg: CnnConfig, path: Path | str) -> ArchSpec:
         if r < 0:
             continue
         a, b = r + 1, i + 1  # neuron layers: the source's output, this layer's output
-        if cfg.channels[a] != cfg.channels[b]:
-            raise StateDictError(path, f"residual from conv layer {r} ({cfg.channels[a]} channels) into conv layer "
-                                       f"{i} ({cfg.channels[b]} channels) adds only the first "
-                                       f"{min(cfg.channels[a], cfg.channels[b])} channels; wsbench's ArchSpec joins "
-                                       "residuals between layers of equal width only", "residual-widths")
         if sizes[a] != sizes[b]:
             raise StateDictError(path, f"residual from conv layer {r} ({sizes[a]} x {sizes[a]}) into conv layer {i} "
                                        f"({sizes[b]} x {sizes[b]}) joins feature maps of different sizes",

@@ -149,7 +149,7 @@ class CnnWildPark(DatasetSource):
 
 
 register_dataset(DatasetInfo(
-    "cnn-wild-park", ("zoo",), "regression", 1,
+    "cnn-wild-park", ("zoo",), "regression", 1, version=2,  # 2: residuals between unequal widths are read
     description="CNN Wild Park: CIFAR-10 CNNs of varying depth and widths, kernels 3/5/7, six activations and "
                 "residuals between arbitrary layers, checkpoints through training; target: test accuracy",
     source=f"Kofinas et al. 2024 (ICLR), Zenodo 10.5281/zenodo.12797219 ({ZENODO}); split file from "

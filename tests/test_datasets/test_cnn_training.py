@@ -28,6 +28,10 @@ from datasets.weights import WeightSpace
 
 RESIDUAL_CNN = ArchSpec((Layer("conv", 4, 1, (3, 3), 2, 1, "relu"), Layer("conv", 4, 4, (5, 5), 1, 2, "relu"),
                          Layer("conv", 4, 4, (3, 3), 1, 1, "relu"), Layer("linear", 10, 4)), residual=((1, 3),))
+# residuals between unequal widths, as in the CNN Wild Park: 6 -> 3 channels (joins 3), 3 -> 5 (joins 3)
+UNEQUAL_CNN = ArchSpec((Layer("conv", 6, 1, (3, 3), 1, 1, "relu"), Layer("conv", 2, 6, (3, 3), 1, 1, "tanh"),
+                        Layer("conv", 3, 2, (5, 5), 1, 2, "gelu"), Layer("conv", 5, 3, (3, 3), 1, 1, "relu"),
+                        Layer("linear", 10, 5)), residual=((1, 3), (3, 4)))
 
 
 def hyperparameters(n: int, **values) -> Hyperparameters:
@@ -92,13 +96,33 @@ def test_l2_applies_to_flagged_tensors_only():
     assert torch.equal(b.detach(), torch.ones(2, 3))
 
 
-def test_train_forward_without_dropout_is_forward():
+def one_network(ws: WeightSpace, b: int, x: torch.Tensor) -> torch.Tensor:
+    """Network ``b`` of ``ws`` on its inputs ``x (N, C, H, W)``, one torch layer at a time,
+    each residual adding the first min(width) channels of its source's activated output."""
+    acts = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
+    values = [x]
+    for k, (layer, (w, bias)) in enumerate(zip(ws.spec.layers, ws)):
+        if layer.kind == "linear":
+            x = torch.nn.functional.linear(x.mean(dim=(-2, -1)), w[b], bias[b])
+        else:
+            x = torch.nn.functional.conv2d(x, w[b], bias[b], stride=layer.stride, padding=layer.padding).clone()
+        for (src, dst), joined in zip(ws.spec.residual, ws.spec.residual_joined):
+            if dst == k + 1:
+                x[:, :joined] += values[src][:, :joined]
+        x = acts.get(layer.activation, lambda t: t)(x)
+        values.append(x)
+    return x
+
+
+@pytest.mark.parametrize("spec", [RESIDUAL_CNN, UNEQUAL_CNN], ids=["equal", "unequal"])
+def test_train_forward_without_dropout_is_forward(spec):
     g = torch.Generator().manual_seed(0)
-    ws = WeightSpace.from_flat(RESIDUAL_CNN, torch.randn(3, RESIDUAL_CNN.num_params, generator=g,
-                                                         dtype=torch.float64) * 0.3)
+    ws = WeightSpace.from_flat(spec, torch.randn(3, spec.num_params, generator=g, dtype=torch.float64) * 0.3)
     x = torch.randn(3, 5, 1, 8, 8, generator=g, dtype=torch.float64)
     out = train_forward(ws, x, torch.zeros(3), g)
     assert torch.equal(out, forward(ws, x))
+    for b in range(3):
+        assert torch.allclose(out[b], one_network(ws, b, x[b]), rtol=0, atol=1e-12)
     # dropout acts per network: only the network with a nonzero rate changes
     dropped = train_forward(ws, x, torch.tensor([0.0, 0.5, 0.0]), g)
     assert torch.equal(dropped[0], out[0]) and torch.equal(dropped[2], out[2])

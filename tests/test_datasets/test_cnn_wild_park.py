@@ -223,8 +223,12 @@ RUNS = {  # trial -> (split, config)
     "NN_tune_trainable_a1b2c_00002": ("val", config([3, 4, 4, 4, 4], [3, 3, 5, 7], [-1, -1, 0, 1],
                                                     ["none", "relu", "gelu", "leaky_relu"])),
     "NN_tune_trainable_a1b2c_00003": ("test", config([3, 8, 8], [5, 3], [-1, -1], ["tanh", "none"])),
+    # residuals between unequal widths: 4 -> 8 channels (adds 4); a chain 8 -> 16 -> 8 (adds 8, then 8)
+    # beside 4 -> 4
+    "NN_tune_trainable_a1b2c_00004": ("train", config([3, 4, 8, 8], [3, 3, 3], [-1, -1, 0], ["relu", "relu", "relu"])),
+    "NN_tune_trainable_a1b2c_00005": ("test", config([3, 8, 4, 16, 4, 8], [3, 5, 3, 7, 3], [-1, -1, 0, 1, 2],
+                                                     ["leaky_relu", "tanh", "relu", "none", "gelu"])),
 }
-UNEQUAL = config([3, 4, 8, 8], [3, 3, 3], [-1, -1, 0], ["relu", "relu", "relu"])  # residual 4 -> 8 channels
 
 
 def accuracy_and_loss(net: nn.Module) -> tuple[float, float]:
@@ -304,10 +308,10 @@ def test_source_reads_the_published_layout(park, tmp_path):
     for name, split in ds.splits().items():
         assert split.targets.tolist() == pytest.approx(table[name]["score"], abs=1e-7)
         assert split.extras["step"].tolist() == table[name]["step"]
-    assert [len(s) for s in ds.splits().values()] == [4, 2, 2]
-    assert len(as_mixed(ds.train.weights).groups) == 2  # two architectures, one group each
-    assert ds.train.extras["run"].tolist() == [0, 0, 1, 1]
-    assert ds.card["runs"] == 4 and ds.card["distinct_architectures"] == 4 and ds.card["skipped"] == {}
+    assert [len(s) for s in ds.splits().values()] == [6, 2, 4]
+    assert len(as_mixed(ds.train.weights).groups) == 3  # three architectures, one group each
+    assert ds.train.extras["run"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert ds.card["runs"] == 6 and ds.card["distinct_architectures"] == 6 and ds.card["skipped"] == {}
     assert load(park.folder, tmp_path).fingerprint == ds.fingerprint
 
 
@@ -327,6 +331,9 @@ def test_converted_networks_compute_what_the_trained_modules_compute(park):
     assert spec.residual == ((1, 3), (2, 4))
     assert [layer.activation for layer in spec.layers] == ["identity", "relu", "gelu", "leaky_relu", "identity"]
     assert [layer.kernel for layer in spec.layers[:-1]] == [(3, 3), (3, 3), (5, 5), (7, 7)]
+    unequal = read_network(park.folder / next(p for p in park.modules if "00005" in p)).spec
+    assert unequal.residual == ((1, 3), (2, 4), (3, 5)) and unequal.residual_joined == (8, 4, 8)
+    assert unequal.widths == (3, 8, 4, 16, 4, 8, 10)
 
 
 def test_symmetries_of_the_converted_networks_preserve_their_function(park, tmp_path, generator):
@@ -345,16 +352,16 @@ def test_symmetries_of_the_converted_networks_preserve_their_function(park, tmp_
 def bad_checkpoints(folder: Path, marker: Path) -> dict:
     """One checkpoint of each kind of trouble, in the published layout; their rows."""
     bad = {}
-    rows, _ = train_run(folder, "NN_tune_trainable_a1b2c_00004", UNEQUAL, seed=7, checkpoints=1)
-    bad["residual-widths"] = rows
     torch.manual_seed(8)
-    net = AuthorsCNN(config([3, 4, 4], [3, 3], [-1, -1], ["relu", "relu"]))
+    net = AuthorsCNN(config([3, 4, 4, 4], [3, 3, 3], [-1, -1, 0], ["relu", "relu", "relu"]))
     optimizer = torch.optim.AdamW(net.parameters())
-    swish = config([3, 4, 4], [3, 3], [-1, -1], ["relu", "swish"])
+    strided = CNNConfig(3, 10, [3, 4, 4, 4], [3, 3, 3], [1, 2, 1], [1, 1, 1], [-1, -1, 0], ["relu"] * 3)
+    swish = config([3, 4, 4, 4], [3, 3, 3], [-1, -1, 0], ["relu", "swish", "relu"])
     for reason, write in {
+        "residual-shapes": lambda p: save_checkpoint(p, net, optimizer, 1, 0.1, 2.3, config_of=strided),
         "activation": lambda p: save_checkpoint(p, net, optimizer, 1, 0.1, 2.3, config_of=swish),
         "unsafe": lambda p: torch.save({"model": Payload(marker)}, p),
-        "unreadable": lambda p: p.write_bytes((folder / rows["path"][0]).read_bytes()[:3000]),
+        "unreadable": lambda p: p.write_bytes((folder / bad["activation"]["path"][0]).read_bytes()[:3000]),
     }.items():
         relative = f"cifar10_zooV2/NN_tune_trainable_bad_{reason}/checkpoint_000000/checkpoint.pt"
         (folder / relative).parent.mkdir(parents=True)
@@ -376,8 +383,8 @@ class Payload:
 def test_bad_checkpoints_fail_with_one_line_or_are_counted(copy, tmp_path):
     marker = tmp_path / "pwned"
     bad = bad_checkpoints(copy, marker)
-    messages = {"residual-widths": "residual from conv layer 0 (4 channels) into conv layer 2 (8 channels) adds only "
-                                   "the first 4 channels",
+    messages = {"residual-shapes": "residual from conv layer 0 (32 x 32) into conv layer 2 (16 x 16) joins feature "
+                                   "maps of different sizes",
                 "activation": "unknown activation(s) ['swish']",
                 "unsafe": "refused to unpickle global posix.system",
                 "unreadable": "cannot be read as a PyTorch checkpoint"}
@@ -392,7 +399,7 @@ def test_bad_checkpoints_fail_with_one_line_or_are_counted(copy, tmp_path):
         load(copy, tmp_path)
     ds = load(copy, tmp_path, skip_invalid=True)
     assert ds.card["skipped"] == {reason: 1 for reason in bad}
-    assert len(ds.test_split()) == 2 and [len(ds.train), len(ds.val)] == [4, 2]
+    assert len(ds.test_split()) == 4 and [len(ds.train), len(ds.val)] == [6, 2]
     assert not marker.exists()
 
 

@@ -27,8 +27,17 @@ def test_spec_rejects_inconsistent_layers():
         ArchSpec((Layer("linear", 4, 2), Layer("conv", 1, 4, (3, 3))))
     with pytest.raises(ValueError, match="activation"):
         Layer("linear", 1, 1, activation="swish")
-    with pytest.raises(ValueError, match="residual"):
-        ArchSpec((Layer("linear", 4, 2), Layer("linear", 8, 4), Layer("linear", 1, 8)), residual=((1, 2),))
+    layers = (Layer("linear", 4, 2), Layer("linear", 8, 4), Layer("linear", 1, 8))
+    for bad in ((2, 1), (1, 4), (-1, 2)):
+        with pytest.raises(ValueError, match="residual"):
+            ArchSpec(layers, residual=(bad,))
+
+
+def test_residuals_join_the_first_min_width_neurons():
+    layers = (Layer("linear", 4, 2), Layer("linear", 8, 4), Layer("linear", 3, 8), Layer("linear", 1, 3))
+    spec = ArchSpec(layers, residual=((1, 2), (2, 3), (0, 3)))
+    assert spec.residual_joined == (4, 3, 2)
+    assert ArchSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_spec_round_trips_through_json():

@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 from datasets.functional import forward
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
 from datasets.symmetry import (
+    ComponentGroup,
+    component_groups,
     flip_signs,
     permute_hidden,
     permute_rows_only,
     rescale_positive,
+    shift_phase,
     symmetry_classes,
 )
 from datasets.weights import MixedWeights, WeightSpace
@@ -91,3 +94,90 @@ def test_permutation_preserves_any_mlp(widths, activation, seed):
     spec = mlp_spec(widths, activation)
     ws = weights(spec, 3, seed)
     assert change(spec, ws, permute_hidden(ws, torch.Generator().manual_seed(seed))) < 1e-10
+
+
+# Residuals between unequal widths (the CNN Wild Park's): a chain 1 -> 3 -> 4 and two
+# residuals (2 -> 4, 3 -> 4) into layer 4; hidden widths 6, 4, 5, 7.
+UNEQUAL_RESIDUALS = ((1, 3), (2, 4), (3, 4))
+
+
+def unequal_mlp(activation: str) -> ArchSpec:
+    return ArchSpec(mlp_spec([2, 6, 4, 5, 7, 3], activation, omega=3.0).layers, residual=UNEQUAL_RESIDUALS)
+
+
+def unequal_cnn(activations: tuple[str, ...]) -> ArchSpec:
+    channels, kernels = (3, 6, 4, 5, 7), (3, 5, 3, 3)
+    layers = [Layer("conv", channels[i + 1], channels[i], (k, k), 1, k // 2, act)
+              for i, (k, act) in enumerate(zip(kernels, activations))]
+    return ArchSpec((*layers, Layer("linear", 4, channels[-1])), residual=UNEQUAL_RESIDUALS)
+
+
+MIXED_CNN = unequal_cnn(("relu", "tanh", "relu", "relu"))  # the component through layer 2 is not homogeneous
+UNEQUAL = {"relu-mlp": (unequal_mlp("relu"), (permute_hidden, rescale_positive)),
+           "tanh-mlp": (unequal_mlp("tanh"), (permute_hidden, flip_signs)),
+           "sine-mlp": (unequal_mlp("sine"), (permute_hidden, flip_signs, shift_phase)),
+           "relu-cnn": (unequal_cnn(("relu",) * 4), (permute_hidden, rescale_positive)),
+           "tanh-cnn": (unequal_cnn(("tanh",) * 4), (permute_hidden, flip_signs)),
+           "mixed-cnn": (MIXED_CNN, (permute_hidden, rescale_positive))}
+
+
+def test_components_of_unequal_residuals():
+    spec = unequal_mlp("relu")
+    # neurons 0-3 tie layers 1-4 (layer 2 has 4); 4 ties 1, 3, 4 (layer 3 has 5); 5 of layer 1 and 5, 6
+    # of layer 4 are alone; output and input neurons are fixed
+    assert component_groups(spec) == (ComponentGroup((1,), (5,)), ComponentGroup((1, 2, 3, 4), (0, 1, 2, 3)),
+                                      ComponentGroup((1, 3, 4), (4,)), ComponentGroup((4,), (5, 6)))
+    assert symmetry_classes(spec) == [[1], [1, 2, 3, 4], [1, 3, 4], [4]]
+    into_output = ArchSpec(mlp_spec([2, 3, 4, 2], "relu").layers, residual=((1, 3),))  # joins 2 to the output
+    assert component_groups(into_output) == (ComponentGroup((1,), (2,)), ComponentGroup((2,), (0, 1, 2, 3)))
+
+
+@pytest.mark.parametrize("name, transform", [(n, t) for n, (_, ts) in UNEQUAL.items() for t in ts],
+                         ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_transforms_preserve_networks_with_unequal_residuals(name, transform, generator):
+    spec = UNEQUAL[name][0]
+    ws = weights(spec, scale=0.3)
+    moved = transform(ws, generator)
+    assert change(spec, ws, moved) < 1e-10
+    assert (moved.flatten() - ws.flatten()).abs().max() > 0.01
+
+
+def test_a_component_with_a_non_homogeneous_layer_is_not_rescaled(generator):
+    ws = weights(MIXED_CNN)
+    moved = rescale_positive(ws, generator)
+    rows = (moved.weights[0] / ws.weights[0]).flatten(2)  # per output channel of layer 1
+    assert torch.allclose(rows[:, :4], torch.ones_like(rows[:, :4]))  # the component through tanh layer 2
+    assert (rows[:, 4:] - 1).abs().amin() > 1e-3  # neurons 4 and 5 are rescaled
+    assert change(MIXED_CNN, ws, rescale_positive(ws, generator, any_activation=True)) > 1e-3
+
+
+def permute_layer(ws: WeightSpace, k: int, perm: list[int]) -> WeightSpace:
+    """Neuron layer ``k`` alone permuted by ``perm``: rows and bias of its producer,
+    columns of its consumer (a symmetry only if no residual ties it)."""
+    p = torch.tensor(perm)
+    w, b = list(ws.weights), list(ws.biases)
+    w[k - 1], b[k - 1], w[k] = w[k - 1][:, p], b[k - 1][:, p], w[k][:, :, p]
+    return WeightSpace(ws.spec, tuple(w), tuple(b))
+
+
+@pytest.mark.parametrize("spec", [unequal_mlp("relu"), unequal_cnn(("relu",) * 4)], ids=["mlp", "cnn"])
+def test_moving_tied_neurons_apart_changes_the_function(spec, generator):
+    ws = weights(spec)
+    untied = ArchSpec(spec.layers)  # the same layers without residuals: each layer permuted alone
+    alone = permute_hidden(WeightSpace(untied, ws.weights, ws.biases), generator)
+    assert change(spec, ws, WeightSpace(spec, alone.weights, alone.biases)) > 1e-3
+    assert change(untied, WeightSpace(untied, ws.weights, ws.biases), alone) < 1e-10
+    assert change(spec, ws, permute_layer(ws, 1, [5, 1, 2, 3, 4, 0])) > 1e-3  # a tied neuron with a free one
+    assert change(spec, ws, permute_layer(ws, 4, [0, 1, 2, 3, 4, 6, 5])) < 1e-10  # two free ones
+
+
+@settings(max_examples=25, deadline=None)
+@given(widths=st.lists(st.integers(1, 5), min_size=3, max_size=6), data=st.data(), seed=st.integers(0, 2**16))
+def test_permutation_and_rescaling_preserve_any_residual_relu_mlp(widths, data, seed):
+    pairs = [(a, b) for b in range(len(widths)) for a in range(b)]
+    residual = data.draw(st.lists(st.sampled_from(pairs), max_size=4, unique=True))
+    spec = ArchSpec(mlp_spec(widths, "relu").layers, residual=tuple(residual))
+    ws = weights(spec, 3, seed)
+    g = torch.Generator().manual_seed(seed)
+    assert change(spec, ws, permute_hidden(ws, g)) < 1e-10
+    assert change(spec, ws, rescale_positive(ws, g)) < 1e-10

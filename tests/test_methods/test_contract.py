@@ -2,7 +2,8 @@
 method table (in the manner of timm's ``tests/test_models.py``).
 
 - every symmetry a method claims (``symmetries``) leaves its output unchanged, on every
-  architecture it takes, with the transform first verified on the networks themselves;
+  architecture it takes (a CNN with residuals between unequal widths among them), with the
+  transform first verified on the networks themselves;
 - a method that claims none is shown to fail permutation invariance;
 - the non-symmetry control (``permute_rows_only``) changes the output, unless the method is
   registered as blind to it, which is then checked to be true, together with a second
@@ -35,11 +36,16 @@ SPECS = {
                               Layer("conv", 4, 4, (3, 3), 1, 1, "relu"), Layer("linear", 10, 4)), residual=((1, 3),)),
     "tanh-cnn": ArchSpec((Layer("conv", 4, 1, (3, 3), 2, 1, "tanh"), Layer("conv", 5, 4, (5, 5), 1, 2, "tanh"),
                           Layer("linear", 10, 5))),
+    # residuals between unequal widths (the CNN Wild Park's), two into layer 3: neurons 0-2 tie layers 1-3
+    # (no sign or scale law), 3 ties layers 1 and 3 (scale), 4-5 of layer 1 are alone (sign and scale)
+    "cnn-unequal": ArchSpec((Layer("conv", 6, 1, (3, 3), 1, 1, "identity"), Layer("conv", 3, 6, (3, 3), 1, 1, "tanh"),
+                             Layer("conv", 4, 3, (3, 3), 1, 1, "relu"), Layer("linear", 10, 4)),
+                            residual=((1, 3), (2, 3))),
 }
 TRANSFORMS = {"permutation": permute_hidden, "sign_flip": flip_signs, "phase": shift_phase,
               "rescale": lambda w, g: rescale_positive(w, g, 0.1, 10.0)}
-ADMITS = {"permutation": set(SPECS), "sign_flip": {"siren", "tanh-mlp", "tanh-cnn"}, "phase": {"siren"},
-          "rescale": {"relu-mlp", "relu-cnn-res"}}
+ADMITS = {"permutation": set(SPECS), "sign_flip": {"siren", "tanh-mlp", "tanh-cnn", "cnn-unequal"}, "phase": {"siren"},
+          "rescale": {"relu-mlp", "relu-cnn-res", "cnn-unequal"}}
 PARAMETERS = {  # (quick, paper) on a SIREN 2-32-32-1 with 10 classes
     "mlp": (371_978, 1_400_330), "mlp-aug": (153_098, 1_400_330), "deepsets": (143_626, 1_337_354),
     "statnn": (23_306, 1_054_010), "dwsnet": (11_162, 314_762), "nfn-np": (168_010, 45_459_754),
@@ -119,7 +125,7 @@ def test_a_method_claiming_no_symmetry_is_shown_not_invariant(method):
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("arch", ["siren", "relu-mlp"])
+@pytest.mark.parametrize("arch", ["siren", "relu-mlp", "cnn-unequal"])
 def test_the_non_symmetry_control_changes_the_output_unless_documented_blind(method, arch):
     spec = SPECS[arch]
     net, ws = model_for(method, spec), batch(spec)

@@ -19,6 +19,10 @@ CNN = ArchSpec((Layer("conv", 8, 1, (3, 3), 2, 0, "relu"), Layer("conv", 8, 8, (
                 Layer("linear", 10, 8)))
 CNN_RES = ArchSpec(CNN.layers, residual=((1, 2),))
 MLP10 = mlp_spec([2, 16, 16, 10], "tanh")
+# the CNN Wild Park's residuals between unequal widths: 6 -> 3 channels, 3 -> 5
+CNN_UNEQUAL = ArchSpec((Layer("conv", 6, 1, (3, 3), 1, 1, "relu"), Layer("conv", 4, 6, (3, 3), 1, 1, "relu"),
+                        Layer("conv", 3, 4, (5, 5), 1, 2, "relu"), Layer("conv", 5, 3, (3, 3), 1, 1, "relu"),
+                        Layer("linear", 10, 5)), residual=((1, 3), (3, 4)))
 
 
 def mixed_batch() -> MixedWeights:
@@ -66,6 +70,19 @@ def test_conv_kernels_are_padded_centrally_and_residuals_are_identity_edges():
     expected = torch.zeros(5, 5, dtype=torch.float64)
     expected[2, 2] = 1
     assert all(torch.equal(k, expected) for k in residual)
+
+
+def test_unequal_residuals_join_the_first_min_width_neurons():
+    ws = random_weights(CNN_UNEQUAL, 2)
+    graph = GraphConverter([CNN_UNEQUAL])(ws)
+    is_residual = (graph.edge_type == EDGE_TYPES.index("residual")) & ~graph.edge_reversed
+    src, dst = graph.edge_index[:, is_residual]
+    offsets = [0, 1, 7, 11, 14]  # first node of each neuron layer (widths 1, 6, 4, 3, 5, 10)
+    expected = {(offsets[a] + i, offsets[b] + i) for a, b, m in ((1, 3, 3), (3, 4, 3)) for i in range(m)}
+    per_network = sum(CNN_UNEQUAL.widths)
+    pairs = [(s % per_network, d % per_network) for s, d in zip(src.tolist(), dst.tolist())]
+    assert len(pairs) == 2 * len(expected) and set(pairs) == expected
+    round_trip_check(ws, GraphConverter([CNN_UNEQUAL]))
 
 
 def test_positional_ids_single_per_hidden_layer_distinct_for_inputs_and_outputs():

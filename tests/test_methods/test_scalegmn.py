@@ -1,5 +1,6 @@
 """ScaleGMN and ScaleGMN-B: exact invariance (float64, 1e-6 relative) to every symmetry they
-claim, on SIRENs, tanh, ReLU and linear MLPs and a ReLU CNN with a residual, each transform
+claim, on SIRENs, tanh, ReLU and linear MLPs, a ReLU CNN with a residual and a CNN with
+residuals between unequal widths (symmetries per neuron of a layer), each transform
 first verified on the networks; negative controls; mixed batches; the layers' equivariance
 laws; finite gradients reaching every parameter; batch independence."""
 
@@ -92,6 +93,8 @@ def test_neuron_kinds_follow_the_activations():
     assert (kinds["linear"][3:-10] == SIGN | SCALE).all()
     assert (kinds["siren"][:2] == 0).all() and (kinds["siren"][-10:] == 0).all()  # never transformed
     assert (neuron_kinds(mlp_spec([2, 4, 1], "sigmoid")) == 0).all()
+    # per neuron of a residual component (layers 1-3 of widths 6, 3, 4 after one input channel)
+    assert kinds["unequal-cnn"][1:14].tolist() == [0, 0, 0, SCALE, SIGN | SCALE, SIGN | SCALE, 0, 0, 0, 0, 0, 0, SCALE]
 
 
 def test_reciprocal_keeps_padding_at_zero():
