@@ -19,10 +19,11 @@ a single-architecture ``WeightSpace``).
 differ per network. A fixed, seeded pool of ``architectures`` distinct architectures is
 drawn: 2-4 conv layers, widths 4 / 8 / 16 per layer, kernel 3 or 5 per layer, ReLU or
 tanh; the first layer has stride 2 (8 -> 4), the others stride 1 with 'same' padding; half
-of them have residual connections ``(a, a+2)`` (``(1, 2)`` at depth 2) with all conv widths
-equal. Runs are spread evenly over the pool, and each architecture trains as one batch.
-Differences from the Wild Park: far smaller (digits, few epochs), fewer choices (no GeLU,
-sigmoid, identity, kernel 7 or 32 channels), residuals only between equal widths.
+of them have residual connections ``(a, a+2)`` (``(1, 2)`` at depth 2). As in the Wild Park,
+a residual may join layers of different widths: it adds the first ``min`` channels
+(``datasets.spec``). Runs are spread evenly over the pool, and each architecture trains as one
+batch. Differences from the Wild Park: far smaller (digits, few epochs), fewer choices (no
+GeLU, sigmoid, identity, kernel 7 or 32 channels), skips of two layers only.
 
 Builds resume: every finished chunk of networks is kept (``DatasetSource.checkpoints``) until
 the dataset is cached, and each chunk trains from its own random stream, so an interrupted
@@ -114,7 +115,7 @@ def zoo_spec(activation: str, width: int = 8) -> ArchSpec:
 def park_spec(widths: list[int], kernels: list[int], activation: str, residual: bool) -> ArchSpec:
     """One park architecture: conv layers of ``widths`` and ``kernels`` (stride 2 first,
     then stride 1, padding ``k // 2``), global average pool, linear to 10; with
-    ``residual``, skips ``(a, a+2)`` between the (equal-width) conv layers."""
+    ``residual``, skips ``(a, a+2)`` between the conv layers (of any widths)."""
     layers, channels = [], 1
     for i, (width, kernel) in enumerate(zip(widths, kernels)):
         layers.append(Layer("conv", width, channels, (kernel, kernel), 2 if i == 0 else 1, kernel // 2,
@@ -139,7 +140,7 @@ def park_architectures(count: int, generator: torch.Generator) -> list[ArchSpec]
             break
         depth = choice((2, 3, 4))[0]
         residual = bool(torch.rand(1, generator=generator).item() < 0.5)
-        widths = choice((4, 8, 16), 1 if residual else depth) * (depth if residual else 1)
+        widths = choice((4, 8, 16), depth)
         specs.setdefault(park_spec(widths, choice((3, 5), depth), choice(ACTIVATIONS)[0], residual), None)
     if len(specs) < count:
         raise ConfigError(f"digits-cnn-park option architectures={count}: could not draw that many distinct "
@@ -331,7 +332,7 @@ register_dataset(DatasetInfo(
     source=SOURCE, licence="CC BY 4.0"), DigitsCnnZoo)
 
 register_dataset(DatasetInfo(
-    "digits-cnn-park", ("zoo",), "regression", 1, version=2, embedded=True,
+    "digits-cnn-park", ("zoo",), "regression", 1, version=3, embedded=True,
     description="CNN-Wild-Park-style CNNs of mixed architectures (depth, width, kernel, activation, residuals) "
                 "trained on scikit-learn's 8x8 digits; target: test accuracy",
     source=SOURCE, licence="CC BY 4.0"), DigitsCnnPark)

@@ -121,7 +121,7 @@ def test_rescaling_preserves_relu_cnns_and_changes_tanh_cnns(zoo, generator):
 
 def test_permutation_preserves_park_networks_with_residuals(park, generator):
     residual = [g.double() for g in as_mixed(park.train.weights).groups if g.spec.residual]
-    assert residual
+    assert any(g.spec.widths[a] != g.spec.widths[b] for g in residual for a, b in g.spec.residual)
     x = digits_task().test_images[:32].double()
     for ws in residual:
         moved = permute_hidden(ws, generator)
@@ -132,6 +132,8 @@ def test_permutation_preserves_park_networks_with_residuals(park, generator):
 def test_park_architectures_follow_the_family():
     pool = park_architectures(12, torch.Generator().manual_seed(2))
     assert len(set(pool)) == 12 and any(s.residual for s in pool) and any(not s.residual for s in pool)
+    widths = [(s.widths[a], s.widths[b]) for s in pool for a, b in s.residual]
+    assert any(x != y for x, y in widths) and any(x == y for x, y in widths)  # as in the Wild Park: both kinds
     for spec in pool:
         convs = spec.layers[:-1]
         assert 2 <= len(convs) <= 4 and spec.layers[-1].kind == "linear" and spec.layers[-1].out_features == 10
