@@ -18,9 +18,9 @@ profile uses 2 of width 256. Parameter count for the SIREN 2-32-32-1 input with 
 paper 1,400,330; quick 371,978 (counted from the built modules). ``mlp-aug``'s quick profile is
 one hidden layer of 128 (153,098 parameters) at lr 3e-3, the threshold study's choice on
 validation: at 1e-3 it stays at chance on two seeds of three, at 3e-3 it leaves chance on all
-three. The plain ``mlp`` leaves chance at no
-size, learning rate, dropout or weight decay tried on the default data: neuron order carries no
-signal there, which is what a non-invariant control should show.
+three. The plain ``mlp`` leaves chance at no size, learning rate, dropout or weight decay tried
+on the default data: neuron order carries no signal there, which is what a non-invariant
+control should show.
 """
 
 from __future__ import annotations

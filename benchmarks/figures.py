@@ -270,10 +270,10 @@ def scale_ranges(section: Section) -> Figure | Skipped:
     colours, xs = _colours(rows["method"]), [1.0] + [r for r, _ in ranges]
     columns = [f"test.{metric.name}"] + [f"{t}.{metric.name}" for _, t in ranges]
     for (_, row), label, nth in zip(rows.iterrows(), labels(rows), _nth(rows["method"])):
-        frame = pd.DataFrame([row])
-        values = [_values(frame, c, metric.scale) for c in columns]
-        ax.errorbar(xs, [m[0] for m, _ in values], yerr=[s[0] for _, s in values], fmt=MARKERS[nth % len(MARKERS)],
-                    linestyle=STYLES[nth % len(STYLES)], color=colours[row["method"]], capsize=3, label=label)
+        mean = [row[f"{c}.mean"] * metric.scale for c in columns]
+        std = np.nan_to_num([row[f"{c}.std"] for c in columns]) * metric.scale
+        ax.errorbar(xs, mean, yerr=std, fmt=MARKERS[nth % len(MARKERS)], linestyle=STYLES[nth % len(STYLES)],
+                    color=colours[row["method"]], capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xticks(xs, [f"{x:g}" for x in xs])
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -188,7 +188,8 @@ def summary(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Dat
     table = table.join(first[[c for c in first.columns if c.startswith("config.")]], on=ID)
     head = ID + ["budget", "status", "reason", "seeds", "failed", *FLAG_COLUMNS.values()]
     table = table[head + [c for c in table.columns if c not in head]]
-    return table.iloc[_order(table, runs.columns)].reset_index(drop=True)
+    # copy(): one block per dtype again after the column-by-column assembly (figures add columns)
+    return table.iloc[_order(table, runs.columns)].reset_index(drop=True).copy()
 
 
 def _order(table: pd.DataFrame, columns) -> list[int]:

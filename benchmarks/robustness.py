@@ -31,8 +31,8 @@ PROBE_SIDE = 16
 class Transform:
     """A function-preserving transform of the symmetry ``symmetry`` (a name of
     ``datasets.method_table.SYMMETRIES``, what a method claims); ``activations``: the hidden
-    activations it acts on (``None``: any); ``scale_range``: for positive rescaling, the ``r`` of its scales, drawn
-    log-uniformly from ``[1/r, r]``."""
+    activations it acts on (``None``: any); ``scale_range``: for positive rescaling, the ``r``
+    of its scales, drawn log-uniformly from ``[1/r, r]``."""
 
     name: str
     symmetry: str
@@ -49,8 +49,9 @@ class Transform:
 
 def rescaling(name: str, spread: float) -> Transform:
     """Positive rescaling of ReLU neurons with scales log-uniform in ``[1/spread, spread]``."""
-    return Transform(name, "rescale", lambda weights, generator: rescale_positive(weights, generator, 1 / spread, spread),
-                     POSITIVE_HOMOGENEOUS, spread)
+    def apply(weights: Weights, generator: torch.Generator) -> Weights:
+        return rescale_positive(weights, generator, 1 / spread, spread)
+    return Transform(name, "rescale", apply, POSITIVE_HOMOGENEOUS, spread)
 
 
 # Rescaling at three ranges, so a table shows how far a model that is not scale-invariant

@@ -129,7 +129,8 @@ METHODS: Registry[MethodInfo] = Registry("method")
 def register_method(name: str, *, family: str, profiles: dict[str, dict[str, Any]],
                     symmetries: tuple[str, ...] = ("permutation",), blind_to: tuple[str, ...] = (),
                     heterogeneous: bool = False, by_domain: bool = False, optim: dict | None = None,
-                    profile_optim: dict | None = None, edits: bool = False, version: int = 1, paper: str = "") -> Callable:
+                    profile_optim: dict | None = None, edits: bool = False, version: int = 1,
+                    paper: str = "") -> Callable:
     """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module``
     (``edits``: it can also be built for the edit task; ``optim``/``profile_optim``: see
     ``MethodInfo``)."""

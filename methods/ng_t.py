@@ -207,7 +207,8 @@ class NGT(nn.Module):
         specs = tuple(info.specs)
         check_layout(layout, "ng-t", "dense=True attends over all pairs" if dense else "")
         if edit and dense:
-            raise ConfigError("ng-t: the edit head reads the graph's edges; dense=True has no edit head, use dense=False")
+            raise ConfigError("ng-t: the edit head reads the graph's edges; dense=True has no edit head, "
+                              "use dense=False")
         self.readout, self.dense, self.layout, self.edit = readout, dense, layout, edit
         self.encode = GraphEncoder(specs, info.stats, d_node, d_edge, fourier=fourier, sigma=sigma,
                                    probes=probes, probe_size=probe_size)

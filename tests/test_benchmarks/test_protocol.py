@@ -36,7 +36,8 @@ def test_a_profile_specific_learning_rate_follows_the_model_profile(tmp_path, pr
     spec = RunSpec("inr", "digits-inr", "mlp-aug", 0, profile, LoadOptions(tmp_path), tmp_path,
                    model_profile=model_profile, lr=lr)
     assert spec.train_config().lr == pytest.approx(expected)
-    plain = RunSpec("inr", "digits-inr", "mlp", 0, profile, LoadOptions(tmp_path), tmp_path, model_profile=model_profile)
+    plain = RunSpec("inr", "digits-inr", "mlp", 0, profile, LoadOptions(tmp_path), tmp_path,
+                    model_profile=model_profile)
     assert plain.train_config().lr == pytest.approx(1e-3)
 
 
