@@ -31,7 +31,7 @@ from benchmarks.fetch import fetch_missing
 from benchmarks.launchers import LAUNCHERS, check_launcher, create_launcher, register_all
 from benchmarks.protocol import PRECISIONS
 from benchmarks.records import is_reference, read_record, reference_folder
-from benchmarks.runner import Planned, RunSpec, execute, is_finished, load_dataset, plan
+from benchmarks.runner import Planned, RunSpec, execute, is_finished, load_dataset, missing_transforms, plan
 from benchmarks.suites import SUITES, Suite
 from datasets.cache import default_data_root
 from datasets.card import render_card
@@ -239,7 +239,7 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
     start = time.perf_counter()
     if args.fetch:
         fetch_missing([DATASETS[name] for name in names], options)
-    todo, loaded, finished, incomplete = [], {}, [], 0
+    todo, loaded, finished, incomplete, lacking = [], {}, [], 0, {}
     for name in names:
         dataset = load_dataset(name, options, suite.name)
         loaded[name] = dataset
@@ -254,12 +254,14 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
                 if is_finished(old, suite, dataset):
                     finished.append(old)
                 else:
-                    incomplete += old is not None and old["status"] == "ok"
+                    if old is not None and old["status"] == "ok":
+                        incomplete += 1
+                        lacking.update(dict.fromkeys(missing_transforms(old, suite, dataset)))
                     todo.append(planned)
     log.info("%d runs to do, %d already finished", len(todo), len(finished))
     if incomplete:
         log.info("%d finished run(s) lack a transform the suite now measures (%s): redone", incomplete,
-                 ", ".join(suite.transforms))
+                 ", ".join(lacking))
     launcher = create_launcher(args.launcher, threads=args.threads, jobs=jobs, device=args.device,
                                address=args.ray_address)
     records = list(finished)

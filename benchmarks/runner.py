@@ -142,11 +142,16 @@ def build_model(planned: Planned, dataset: WeightDataset) -> torch.nn.Module:
     return SUITES[planned.spec.suite].wrap(model, dataset)
 
 
+def missing_transforms(record: RunRecord, suite: Suite, dataset: WeightDataset) -> list[str]:
+    """The robustness transforms the suite measures on this dataset that ``record`` lacks (a
+    record written before a transform was added), in the suite's order."""
+    return [t.name for t in transforms_for(suite.transforms, dataset.specs) if t.name not in record["robustness"]]
+
+
 def is_finished(record: RunRecord | None, suite: Suite, dataset: WeightDataset) -> bool:
     """Whether ``record`` needs no rerun: it finished, and it holds every robustness transform
-    the suite measures on this dataset (a record written before a transform was added lacks it)."""
-    measured = {t.name for t in transforms_for(suite.transforms, dataset.specs)}
-    return record is not None and record["status"] == "ok" and measured <= record["robustness"].keys()
+    the suite measures on this dataset."""
+    return record is not None and record["status"] == "ok" and not missing_transforms(record, suite, dataset)
 
 
 def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:

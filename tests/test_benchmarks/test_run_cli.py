@@ -28,7 +28,7 @@ def test_smoke_runs_every_method_and_symmetry_claims_hold(tmp_path):
     assert all(f"| {name} |" in board for name in METHODS)
 
 
-def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monkeypatch):
+def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monkeypatch, caplog):
     real, calls = run.execute, []
 
     def interrupted(planned, dataset):
@@ -60,7 +60,10 @@ def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monke
     old = json.loads(victim.read_text())
     del old["robustness"]["phase"]
     victim.write_text(json.dumps(old))
-    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
+    assert "1 finished run(s) lack a transform the suite now measures (phase): redone" in caplog.text
     redone = json.loads(victim.read_text())
     assert "phase" in redone["robustness"] and redone["metrics"] == old["metrics"]
     assert done[0].stat().st_mtime_ns == stamp
