@@ -3,6 +3,11 @@
 MLPs use one batched matmul per layer; convolutions run as one grouped convolution with
 ``groups = B``. Conv stacks are followed by a global average pool before the first linear
 layer (see ``datasets.spec``).
+
+A network given by its weights is data, not the model: it is evaluated outside any autocast
+region, in float32 at least, so that a run under bfloat16 autocast does not round the stored
+network's pre-activations (a sine of ``omega * z`` would be off by up to ``omega * |z| / 256``
+radians, enough to break the SIREN phase symmetry and to change a rendered edit).
 """
 
 from __future__ import annotations
@@ -72,6 +77,17 @@ def forward(ws: WeightSpace, x: Tensor, *, return_hidden: bool = False
     ``return_hidden``, also the values of every neuron layer, input first, each ``(B, N,
     width[, H, W])`` (after the activation; the last one is the output, offset included).
     """
+    with torch.autocast(x.device.type, enabled=False):
+        return _evaluate(_at_least_float32(ws), _at_least_float32(x), return_hidden)
+
+
+def _at_least_float32(t: WeightSpace | Tensor) -> WeightSpace | Tensor:
+    """``t`` promoted to float32 if it is held in a reduced precision (bfloat16, float16)."""
+    reduced = t.dtype in (torch.bfloat16, torch.float16)
+    return t.to(torch.float32) if reduced else t
+
+
+def _evaluate(ws: WeightSpace, x: Tensor, return_hidden: bool) -> Tensor | tuple[Tensor, list[Tensor]]:
     spec: ArchSpec = ws.spec
     expected = 2 if not spec.is_conv else 4
     if x.ndim == expected:

@@ -296,7 +296,8 @@ class EdgeUpdate(nn.Module):
         nn.init.ones_(self.rest[-1].bias)
 
     def forward(self, x: Tensor, rows: Rows, e: Tensor, send: Tensor, receive: Tensor) -> Tensor:
-        inv = self.inv(x, rows).index_put((rows.io,), x[rows.io])  # input/output neurons: as they are
+        inv = self.inv(x, rows)
+        inv = inv.index_put((rows.io,), x[rows.io].to(inv.dtype))  # input/output neurons: as they are
         h = self.first_send(inv).index_select(0, send) + self.first_receive(inv).index_select(0, receive)
         return self.lin(e) * self.rest(h)
 
@@ -345,7 +346,7 @@ class Messages(nn.Module):
             send, receive, e, rows = send[keep], receive[keep], e[keep], rows.take(keep, into_io)
         v = self.lin_e(e) * self.lin_x(x).index_select(0, send)
         msg = self.fn(v, rows, None if extra is None else extra.index_select(0, send))
-        return torch.zeros_like(x).index_add_(0, receive, msg)
+        return torch.zeros_like(x).index_add_(0, receive, msg.to(x.dtype))  # autocast may give bf16 messages
 
 
 class ScaleGMN(nn.Module):
