@@ -87,7 +87,8 @@ class FlatEditMLP(nn.Module):
         flat = self.normalise(weights).flatten()
         if self.augment and self.training:
             index = permutation_index(self.spec, len(weights), flat.device)
-            change = torch.empty_like(flat).scatter_(1, index, self.net(flat.gather(1, index)))
+            moved = self.net(flat.gather(1, index))  # bf16 under autocast
+            change = torch.empty_like(moved).scatter_(1, index, moved)
         else:
             change = self.net(flat)
         return self.scale(WeightSpace.from_flat(self.spec, change))

@@ -11,6 +11,8 @@ stays in float32 and must be invariant to 1e-5 and agree with its eager self to 
 The stored networks themselves are evaluated outside autocast (``datasets.functional``):
 under bf16 a SIREN's sine of ``omega * z`` would be off by up to ``omega * |z| / 256``
 radians, which broke probing's phase invariance (2.4e-1) before it was evaluated in float32.
+Every method also trains a step under autocast, on each task it takes (a classifier; an editor
+whose change is rendered), with a finite gradient for every parameter.
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ from weight_batches import random_weights, task_info
 
 import baselines  # noqa: F401
 import methods  # noqa: F401
-from benchmarks.protocol import compiled
+from benchmarks.editing import Rendered
+from benchmarks.protocol import compiled, loss_function
 from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.method_table import METHODS, build_method
+from datasets.normalisation import LayerStats
+from datasets.spec import ArchSpec, siren_spec
+from datasets.weight_dataset import TaskInfo
 
 BF16_TOLERANCE = 5e-2
 COMPILED_TOLERANCE = 1e-5
 CLAIMS = [(m, spec, t) for m in METHODS for spec, t in CASES if t in METHODS[m].symmetries]
 UNCLAIMED = [m for m in METHODS if "permutation" not in METHODS[m].symmetries]
+SIDE = 6  # edited networks are rendered SIDE x SIDE
 COMPILED = ["dwsnet", "statnn", "ng-gnn"]  # one per family that compiles in seconds (graph: ~30 s)
 
 
@@ -88,3 +95,30 @@ def test_compiled_models_keep_their_symmetry_and_their_function(method):
     assert relative_change(out, eager) < COMPILED_TOLERANCE
     change = relative_change(out, moved)
     assert change < COMPILED_TOLERANCE if "permutation" in METHODS[method].symmetries else change > 0.1
+
+
+def edit_task(spec: ArchSpec) -> TaskInfo:
+    return TaskInfo((spec,), SIDE * SIDE, "edit", {spec: LayerStats.of(random_weights(spec, 8, 1))})
+
+
+TRAINING = [(m, "classification") for m in METHODS] + [(m, "edit") for m in METHODS if "edit" in METHODS[m].tasks]
+
+
+@pytest.mark.parametrize("method, task", TRAINING)
+def test_every_method_trains_a_step_under_bf16_autocast(method, task):
+    """Forward, loss and backward under autocast, as ``--precision bf16`` trains: a finite
+    loss and a finite gradient for every parameter, on every task the method takes."""
+    spec = siren_spec(8, 2)
+    info = task_info(spec) if task == "classification" else edit_task(spec)
+    torch.manual_seed(0)
+    model = build_method(method, info, profile="quick")
+    net = model if task == "classification" else Rendered(model, SIDE, SIDE)
+    ws = random_weights(spec, 6, 0).to(torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net.train()(ws)
+        target = torch.arange(6) % 10 if task == "classification" else torch.rand(6, SIDE * SIDE)
+        loss = loss_function(info.task)(out.float(), target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}: no finite gradient under bf16"
