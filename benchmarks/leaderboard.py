@@ -63,7 +63,7 @@ def learning_flags(record: RunRecord) -> list[str]:
 
 def budget(record: RunRecord) -> str:
     """The run's budget and options, as a table cell: epochs, model profile, data limit,
-    method and dataset options, precision."""
+    method and dataset options, precision, compilation."""
     config = record["config"]
     train = config["train"]
     parts = [f"{train.get('epochs', '?')} ep"] + ([f"lr {train['lr']:g}"] if "lr" in train else [])
@@ -72,8 +72,10 @@ def budget(record: RunRecord) -> str:
         parts.append(f"limit {config['data']['limit']:,}")
     parts += [f"{k}={v}" for k, v in sorted(config["method_options"].items())]
     parts += [f"data {k}={v}" for k, v in sorted(config["data"].get("options", {}).items())]
-    if config["train"].get("precision", "fp32") != "fp32":
-        parts.append(config["train"]["precision"])
+    if train.get("precision", "fp32") != "fp32":
+        parts.append(train["precision"])
+    if train.get("compile"):
+        parts.append("compiled")
     return ", ".join(parts)
 
 

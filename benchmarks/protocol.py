@@ -48,10 +48,17 @@ class TrainConfig:
     compile: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields, as a record's identity holds them; a bf16 run also holds
+        :data:`BF16_VERSION`, so that a change to what autocast covers starts new records
+        for bf16 runs only."""
+        fields = asdict(self)
+        if self.precision == "bf16":
+            fields["bf16_version"] = BF16_VERSION
+        return fields
 
 
 PROTOCOL_VERSION = 2  # bump when this module changes what a run computes
+BF16_VERSION = 2  # what autocast covers; 2: the stored networks are evaluated in float32, outside it
 PRECISIONS = ("fp32", "bf16")
 PROFILES: dict[str, TrainConfig] = {
     # CPU budgets: the default suite must finish on a 2-core machine (README states the times).

@@ -14,7 +14,7 @@ import logging
 import resource
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,7 +99,7 @@ def plan(spec: RunSpec, dataset: WeightDataset) -> Planned:
     config = RunConfig(suite=spec.suite, dataset=spec.dataset, dataset_fingerprint=dataset.fingerprint,
                        dataset_version=dataset.info.version, method=spec.method, method_version=method.version,
                        hyperparameters=hparams, model_profile=spec.model_profile, method_options=options,
-                       profile=spec.profile, train=asdict(spec.train_config()),
+                       profile=spec.profile, train=spec.train_config().to_dict(),
                        protocol_version=PROTOCOL_VERSION, data=data)
     return Planned(spec, config)
 

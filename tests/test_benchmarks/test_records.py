@@ -11,7 +11,7 @@ import pytest
 import baselines  # noqa: F401
 import benchmarks.records as records
 import benchmarks.run as run
-from benchmarks import leaderboard
+from benchmarks import leaderboard, protocol
 from benchmarks.record_schema import InvalidRecord, validate
 from cli_helpers import FAST, cli, record_files, records_by_method
 from datasets.method_table import METHODS
@@ -43,6 +43,22 @@ def test_a_new_method_version_does_not_reuse_old_records(tmp_path, monkeypatch):
     monkeypatch.setitem(METHODS._entries, "statnn", replace(METHODS["statnn"], version=METHODS["statnn"].version + 1))
     assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
     assert len(config_ids(tmp_path)) == 2
+
+
+def test_a_new_bf16_version_starts_new_records_for_bf16_runs_only(tmp_path, monkeypatch):
+    for precision in ("fp32", "bf16"):
+        assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1", "--precision", precision) == 0
+    monkeypatch.setattr(protocol, "BF16_VERSION", protocol.BF16_VERSION + 1)
+    for precision in ("fp32", "bf16"):
+        assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1", "--precision", precision) == 0
+    trains = [r["config"]["train"] for r in records_by_method(tmp_path)["statnn"]]
+    assert sorted(t.get("bf16_version", 0) for t in trains) == [0, protocol.BF16_VERSION - 1, protocol.BF16_VERSION]
+
+
+def test_the_budget_cell_names_precision_and_compilation(tmp_path):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1", "--precision", "bf16", "--compile") == 0
+    [record] = records_by_method(tmp_path)["statnn"]
+    assert leaderboard.budget(record).endswith(", bf16, compiled")
 
 
 def test_the_leaderboard_never_averages_configurations_and_states_budgets(tmp_path):
