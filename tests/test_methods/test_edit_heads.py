@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from weight_batches import random_weights
+from weight_batches import edit_task_info, random_weights
 
 import baselines  # noqa: F401
 import methods  # noqa: F401
@@ -27,7 +27,6 @@ from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.inr_fitting import pixel_grid, siren_init
 from datasets.method_table import METHODS, build_method
-from datasets.normalisation import LayerStats
 from datasets.spec import ArchSpec, mlp_spec, siren_spec
 from datasets.symmetry import flip_signs, permute_hidden, permute_rows_only, rescale_positive, shift_phase
 from datasets.weight_dataset import TaskInfo
@@ -46,8 +45,7 @@ TOLERANCE = 1e-6
 
 
 def edit_task(spec: ArchSpec, stats_from: WeightSpace | None = None) -> TaskInfo:
-    stats_from = random_weights(spec, 8, 1) if stats_from is None else stats_from
-    return TaskInfo((spec,), SIDE * SIDE, "edit", {spec: LayerStats.of(stats_from)})
+    return edit_task_info(spec, SIDE * SIDE, stats_from)
 
 
 def editor(method: str, task: TaskInfo) -> torch.nn.Module:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 from symmetry_cases import CASES, SPECS, relative_change, verified
-from weight_batches import random_weights, task_info
+from weight_batches import edit_task_info, random_weights, task_info
 
 import baselines  # noqa: F401
 import methods  # noqa: F401
@@ -29,14 +29,13 @@ from benchmarks.protocol import compiled, loss_function
 from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.method_table import METHODS, build_method
-from datasets.normalisation import LayerStats
-from datasets.spec import ArchSpec, siren_spec
-from datasets.weight_dataset import TaskInfo
+from datasets.spec import siren_spec
 
 BF16_TOLERANCE = 5e-2
 COMPILED_TOLERANCE = 1e-5
 CLAIMS = [(m, spec, t) for m in METHODS for spec, t in CASES if t in METHODS[m].symmetries]
 UNCLAIMED = [m for m in METHODS if "permutation" not in METHODS[m].symmetries]
+TRAINING = [(m, "classification") for m in METHODS] + [(m, "edit") for m in METHODS if "edit" in METHODS[m].tasks]
 SIDE = 6  # edited networks are rendered SIDE x SIDE
 COMPILED = ["dwsnet", "statnn", "ng-gnn"]  # one per family that compiles in seconds (graph: ~30 s)
 
@@ -97,19 +96,12 @@ def test_compiled_models_keep_their_symmetry_and_their_function(method):
     assert change < COMPILED_TOLERANCE if "permutation" in METHODS[method].symmetries else change > 0.1
 
 
-def edit_task(spec: ArchSpec) -> TaskInfo:
-    return TaskInfo((spec,), SIDE * SIDE, "edit", {spec: LayerStats.of(random_weights(spec, 8, 1))})
-
-
-TRAINING = [(m, "classification") for m in METHODS] + [(m, "edit") for m in METHODS if "edit" in METHODS[m].tasks]
-
-
 @pytest.mark.parametrize("method, task", TRAINING)
 def test_every_method_trains_a_step_under_bf16_autocast(method, task):
     """Forward, loss and backward under autocast, as ``--precision bf16`` trains: a finite
     loss and a finite gradient for every parameter, on every task the method takes."""
     spec = siren_spec(8, 2)
-    info = task_info(spec) if task == "classification" else edit_task(spec)
+    info = task_info(spec) if task == "classification" else edit_task_info(spec, SIDE * SIDE)
     torch.manual_seed(0)
     model = build_method(method, info, profile="quick")
     net = model if task == "classification" else Rendered(model, SIDE, SIDE)
