@@ -170,11 +170,12 @@ class SenderStats(torch.autograd.Function):
             gm = g_sum.unsqueeze(2).expand_as(m)
             gm = gm.contiguous() if extremes else gm
         for k in extremes:
-            hit = m == stats[k].unsqueeze(2)
+            # the mask in m's dtype (a bool mask would be converted in the product below)
+            hit = torch.eq(m, stats[k].unsqueeze(2), out=torch.empty_like(m))
             share = grads[k].unsqueeze(2)
             if torch.count_nonzero(hit) > stats[k].numel():  # ties: split evenly
                 share = share / hit.sum(2, keepdim=True)
-            gm = torch.where(hit, share, 0.0) if gm is None else gm.addcmul_(hit, share)
+            gm = hit.mul_(share) if gm is None else gm.addcmul_(hit, share)
         return gm, None
 
 

@@ -3,6 +3,7 @@ and layered (dense blocks) layouts of ``methods.layouts``.
 
     python scripts/bench_graph.py [--methods ng-gnn ng-t] [--profiles quick paper]
         [--archs siren cnn-zoo small-mlps] [--batch 128] [--repeats 5] [--threads 1] [--flops]
+        [--against REV]
 
 One training step = forward, cross-entropy, backward, AdamW step, on a fixed batch of
 random float32 networks: ``siren`` the DWSNets SIREN 2-32-32-1, ``cnn-zoo`` the Small CNN
@@ -17,14 +18,22 @@ with other jobs, the steadier of the two).
 The 1024 x 1024 float32 matmul rate is measured between the steps as the machine's
 reference. ``--flops`` counts the FLOPs of one step (``torch.utils.flop_counter``: matrix
 products only) and reports them per sample and as a fraction of that reference rate.
+
+``--against REV`` also times the implementation of git revision ``REV`` of this repository
+(extracted with ``git archive``; on SIRENs only) on the same batch, in a subprocess run
+once before and once after the interleaved steps, on the same number of threads. The
+revision the issue on speed was measured at, edge lists only, is ``69af3d4``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +49,60 @@ from datasets.weight_dataset import TaskInfo
 from datasets.weights import MixedWeights, WeightSpace
 
 LAYOUTS = ("sparse", "layered")
+REPO = Path(__file__).resolve().parents[1]
+# Training steps of the graph method of an older tree, timed in a fresh interpreter that
+# imports that tree's packages (its TaskInfo may predate the `task` field).
+OLD_STEPS = """
+import inspect, json, sys, time
+sys.path.insert(0, {tree!r})
+import torch
+torch.set_num_threads({threads})
+import methods
+from datasets.method_table import build_method
+from datasets.normalisation import LayerStats
+from datasets.spec import siren_spec
+from datasets.weight_dataset import TaskInfo
+from datasets.weights import WeightSpace
+generator = torch.Generator().manual_seed(0)
+spec = siren_spec()
+def batch(n):
+    return WeightSpace.from_flat(spec, 0.5 * torch.randn(n, spec.num_params, generator=generator))
+stats = {{spec: LayerStats.of(batch(64))}}
+fields = inspect.signature(TaskInfo).parameters
+task = TaskInfo((spec,), 10, "classification", stats) if "task" in fields else TaskInfo((spec,), 10, stats)
+weights, labels = batch({batch}), torch.randint(0, 10, ({batch},), generator=generator)
+torch.manual_seed(0)
+model = build_method({method!r}, task, profile={profile!r}).train()
+optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+times = []
+for i in range({steps} + 1):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    optimiser.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(weights), labels).backward()
+    optimiser.step()
+    times.append((time.perf_counter() - start, time.process_time() - start_cpu))
+print(json.dumps(times[1:]))
+"""
+
+
+def extract_revision(rev: str, into: Path) -> Path:
+    """The tree of git revision ``rev`` of this repository, written under ``into``."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"bench_graph: --against {rev}: git archive failed: "
+                         f"{archive.stderr.decode().strip() or 'not a git checkout'}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def old_steps(tree: Path, method: str, profile: str, steps: int, args: argparse.Namespace) -> list[list[float]]:
+    """``steps`` timed training steps (wall, cpu seconds) of ``method`` in ``tree``."""
+    code = OLD_STEPS.format(tree=str(tree), threads=args.threads,
+                            method=method, profile=profile, batch=args.batch, steps=steps)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench_graph: the {method} of revision {args.against} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def zoo_spec(activation: str) -> ArchSpec:
@@ -107,6 +170,9 @@ def bench(method: str, profile: str, arch: str, args: argparse.Namespace) -> Non
         steps[layout]()
     wall = {layout: [] for layout in LAYOUTS}
     cpu = {layout: [] for layout in LAYOUTS}
+    against = f"rev {args.against}"
+    if args.against and arch == "siren":
+        before = old_steps(args.tree, method, profile, (args.repeats + 1) // 2, args)
     rates = [matmul_rate()]
     for r in range(args.repeats):
         for layout in LAYOUTS if r % 2 == 0 else LAYOUTS[::-1]:
@@ -115,13 +181,17 @@ def bench(method: str, profile: str, arch: str, args: argparse.Namespace) -> Non
             wall[layout].append(time.perf_counter() - start)
             cpu[layout].append(time.process_time() - start_cpu)
         rates.append(matmul_rate())
+    if args.against and arch == "siren":
+        timed = before + old_steps(args.tree, method, profile, args.repeats // 2, args)
+        wall[against], cpu[against] = [t[0] for t in timed], [t[1] for t in timed]
     peak = statistics.median(rates)
     med = {layout: statistics.median(t) for layout, t in wall.items()}
     med_cpu = {layout: statistics.median(t) for layout, t in cpu.items()}
     line = (f"{method:7s} {profile:6s} {arch:8s} B={args.batch}  "
             + "  ".join(f"{layout} {args.batch / med[layout]:6.1f} samples/s ({med[layout]:.2f} s/step, "
-                        f"{med_cpu[layout]:.2f} cpu-s)" for layout in LAYOUTS)
-            + f"  speed-up {med['sparse'] / med['layered']:.2f}x (cpu {med_cpu['sparse'] / med_cpu['layered']:.2f}x)"
+                        f"{med_cpu[layout]:.2f} cpu-s)" for layout in wall)
+            + "".join(f"  layered vs {old}: {med[old] / med['layered']:.2f}x (cpu {med_cpu[old] / med_cpu['layered']:.2f}x)"
+                      for old in wall if old != "layered")
             + f"  matmul {peak:.1f} GFLOP/s")
     if args.flops:
         for layout in LAYOUTS:
@@ -140,13 +210,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed steps per layout (interleaved)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--flops", action="store_true", help="count FLOPs per step (matrix products)")
+    p.add_argument("--against", metavar="REV", help="also time the implementation of git revision REV")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s); medians of {args.repeats} interleaved steps")
-    for method in args.methods:
-        for profile in args.profiles:
-            for arch in args.archs:
-                bench(method, profile, arch, args)
+    with tempfile.TemporaryDirectory() as tree:
+        args.tree = extract_revision(args.against, Path(tree)) if args.against else None
+        for method in args.methods:
+            for profile in args.profiles:
+                for arch in args.archs:
+                    bench(method, profile, arch, args)
 
 
 if __name__ == "__main__":
