@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.evaluation import evaluate_test
+from benchmarks.host_memory import keep_freed_memory, release_freed_memory
 from benchmarks.metrics import Undefined
 from benchmarks.protocol import PROTOCOL_VERSION, TrainConfig, profile_config, train
 from benchmarks.record_schema import SCHEMA_VERSION, RunConfig, RunRecord
@@ -167,6 +168,7 @@ def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
         if is_finished(done, suite, dataset):
             return done
         record = _run(planned, dataset)
+        release_freed_memory()
         write_record(planned.path, record)
         return record
 
@@ -181,11 +183,13 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         model = build_model(planned, dataset)
     except UnsupportedArchitecture as err:
         return {**base, "status": "n/a", "reason": str(err)}
+    keep_freed_memory()  # a step reuses the last step's memory instead of faulting it in again
     reset_peak_memory(device)
     tracker = Tracker.start(spec.track, spec, config)
     epochs = config.epochs
 
     def on_epoch(entry: dict) -> None:
+        release_freed_memory()  # what fragmentation holds goes back once an epoch
         value = entry[f"val_{suite.primary}"]
         log.info("%s: epoch %d/%d, train loss %.4f, val %s %s", spec.label(), entry["epoch"], epochs,
                  entry["train_loss"], suite.primary, "undefined" if value is None else f"{value:.4f}")

@@ -24,7 +24,10 @@ products only) and reports them per sample and as a fraction of that reference r
 once before and once after the interleaved steps, on the same number of threads. It builds
 that revision's profile of the same name, which may differ (at ``69af3d4`` NG-GNN quick had
 hidden 16); the paper profiles are unchanged. The revision the issue on speed was measured
-at, edge lists only, is ``69af3d4``.
+at, edge lists only, is ``69af3d4``. The old revision is timed as it ran, with glibc's default
+allocator settings, and also with this run's (``rev REV kept``), the harness's setting of
+``benchmarks.host_memory`` that keeps freed blocks for reuse; ``--system-allocator`` times
+everything with glibc's defaults.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods  # noqa: F401  (registers the methods)
+from benchmarks.host_memory import apply_setting
 from datasets.method_table import build_method
 from datasets.normalisation import LayerStats
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
@@ -59,6 +63,7 @@ import inspect, json, sys, time
 sys.path.insert(0, {tree!r})
 import torch
 torch.set_num_threads({threads})
+{allocator}
 import methods
 from datasets.method_table import build_method
 from datasets.normalisation import LayerStats
@@ -85,6 +90,14 @@ for i in range({steps} + 1):
     times.append((time.perf_counter() - start, time.process_time() - start_cpu))
 print(json.dumps(times[1:]))
 """
+# The harness's allocator setting, applied in that interpreter from this tree's module.
+KEEP_FREED = f"""
+import importlib.util
+spec = importlib.util.spec_from_file_location("host_memory", {str(REPO / "benchmarks" / "host_memory.py")!r})
+host_memory = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(host_memory)
+host_memory.keep_freed_memory()
+"""
 
 
 def extract_revision(rev: str, into: Path) -> Path:
@@ -97,9 +110,11 @@ def extract_revision(rev: str, into: Path) -> Path:
     return into
 
 
-def old_steps(tree: Path, method: str, profile: str, steps: int, args: argparse.Namespace) -> list[list[float]]:
-    """``steps`` timed training steps (wall, cpu seconds) of ``method`` in ``tree``."""
-    code = OLD_STEPS.format(tree=str(tree), threads=args.threads,
+def old_steps(tree: Path, method: str, profile: str, steps: int, args: argparse.Namespace,
+              keep_freed: bool) -> list[list[float]]:
+    """``steps`` timed training steps (wall, cpu seconds) of ``method`` in ``tree``, with glibc's
+    default allocator settings or the harness's (``keep_freed``)."""
+    code = OLD_STEPS.format(tree=str(tree), threads=args.threads, allocator=KEEP_FREED if keep_freed else "",
                             method=method, profile=profile, batch=args.batch, steps=steps)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode:
@@ -172,9 +187,13 @@ def bench(method: str, profile: str, arch: str, args: argparse.Namespace) -> Non
         steps[layout]()
     wall = {layout: [] for layout in LAYOUTS}
     cpu = {layout: [] for layout in LAYOUTS}
-    with_old = args.tree is not None and arch == "siren"
-    if with_old:
-        before = old_steps(args.tree, method, profile, (args.repeats + 1) // 2, args)
+    # The old revision as it ran (glibc's defaults) and, unless this run uses the defaults
+    # too, under this run's allocator setting.
+    olds = {f"rev {args.against}": False, f"rev {args.against} kept": True} if args.tree and arch == "siren" else {}
+    if not args.kept:
+        olds = dict(list(olds.items())[:1])
+    before = {old: old_steps(args.tree, method, profile, (args.repeats + 1) // 2, args, keep)
+              for old, keep in olds.items()}
     rates = [matmul_rate()]
     for r in range(args.repeats):
         for layout in LAYOUTS if r % 2 == 0 else LAYOUTS[::-1]:
@@ -183,9 +202,8 @@ def bench(method: str, profile: str, arch: str, args: argparse.Namespace) -> Non
             wall[layout].append(time.perf_counter() - start)
             cpu[layout].append(time.process_time() - start_cpu)
         rates.append(matmul_rate())
-    if with_old:
-        timed = before + old_steps(args.tree, method, profile, args.repeats // 2, args)
-        old = f"rev {args.against}"
+    for old, keep in olds.items():
+        timed = before[old] + old_steps(args.tree, method, profile, args.repeats // 2, args, keep)
         wall[old], cpu[old] = [t[0] for t in timed], [t[1] for t in timed]
     peak = statistics.median(rates)
     med = {layout: statistics.median(t) for layout, t in wall.items()}
@@ -214,9 +232,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--flops", action="store_true", help="count FLOPs per step (matrix products)")
     p.add_argument("--against", metavar="REV", help="also time the implementation of git revision REV")
+    p.add_argument("--system-allocator", action="store_true",
+                   help="glibc's default allocator settings instead of the harness's (benchmarks.host_memory)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s); medians of {args.repeats} interleaved steps")
+    args.kept, allocator = apply_setting(args.system_allocator)
+    print(f"torch {torch.__version__}, {args.threads} thread(s); medians of {args.repeats} interleaved steps; "
+          f"allocator: {allocator}")
     with tempfile.TemporaryDirectory() as tree:
         args.tree = extract_revision(args.against, Path(tree)) if args.against else None
         for method in args.methods:

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import baselines  # noqa: E402,F401  (registers the baselines)
 import methods  # noqa: E402,F401  (registers the graph methods)
+from benchmarks.host_memory import apply_setting  # noqa: E402
 from datasets.inr_fitting import siren_init  # noqa: E402
 from datasets.method_table import METHODS, PROFILES, build_method  # noqa: E402
 from datasets.normalisation import LayerStats  # noqa: E402
@@ -249,12 +250,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10, help="most timed steps")
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timed steps (at least one step)")
     p.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak (1024 CPU, 8192 GPU)")
+    p.add_argument("--system-allocator", action="store_true",
+                   help="the C library's default allocator settings instead of the harness's (benchmarks.host_memory)")
     args = p.parse_args()
     if args.batch < SMALL_BATCHES[-1]:
         raise SystemExit(f"bench_methods: --batch must be at least {SMALL_BATCHES[-1]}, got {args.batch}")
     names = parse_list(args.methods, list(METHODS), "method")
     profiles = parse_list(args.profiles, list(PROFILES), "profile")
     torch.set_num_threads(args.threads)
+    _, allocator = apply_setting(args.system_allocator)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_methods: --device cuda, but torch sees no GPU")
     device = torch.device(args.device)
@@ -270,7 +274,7 @@ def main() -> None:
                   file=sys.stderr, flush=True)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} CPU thread(s)"
     print(f"matmul peak ({size}x{size}, {where}): fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} "
-          f"GFLOP/s; batch {args.batch}, precision {args.precision}, compile {args.compile}; memory: "
+          f"GFLOP/s; batch {args.batch}, precision {args.precision}, compile {args.compile}; allocator: {allocator}; memory: "
           f"{'torch.cuda peak allocated' if device.type == 'cuda' else 'torch.profiler allocation events'}")
     print(render(rows, peaks[args.precision], args.markdown))
 
