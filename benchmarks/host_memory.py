@@ -5,9 +5,12 @@ By default glibc serves every request over 32 MiB with a fresh ``mmap`` and unma
 attention tensors are 64 MiB at batch 128) page-faults through all of them again on every
 step: on a 2-core CPU two thirds of NG-T's paper step were kernel time. :func:`keep_freed_memory`
 makes glibc take every block from its heap and never shrink it, so a step reuses the last
-step's memory; since a heap that is never shrunk can fragment, :func:`release_freed_memory`
-hands the free pages back to the system (``malloc_trim``), which the harness does after each
-epoch. Both do nothing where the C library is not glibc. Neither changes a result.
+step's memory. A heap that is never shrunk fragments: blocks of new sizes (validation's, the
+next model's) need not fit the holes the last ones left, and one process that benchmarked
+every paper profile in turn ran out of 24 GiB. :func:`release_freed_memory` therefore hands
+the free pages back to the system (``malloc_trim``) wherever the sizes change: the training
+loop calls it after each epoch's steps, before validation, and the runner after each run.
+Both do nothing where the C library is not glibc. Neither changes a result.
 """
 
 from __future__ import annotations

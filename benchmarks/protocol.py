@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from benchmarks.host_memory import release_freed_memory
 from benchmarks.metrics import METRICS, Undefined, compute
 from datasets.weight_dataset import Split
 from datasets.weights import Weights
@@ -192,6 +193,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
             total = total + loss.detach() * len(index)
             seen += len(index)
         train_loss = total.item() / len(train_split)
+        release_freed_memory()  # what the steps' blocks hold goes back before validation allocates its own
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"the training loss became {train_loss} in epoch {epoch}")
         val, _ = compute(metrics, predict(model, val_split.weights, config.eval_batch_size, device, config),

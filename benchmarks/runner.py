@@ -168,7 +168,7 @@ def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
         if is_finished(done, suite, dataset):
             return done
         record = _run(planned, dataset)
-        release_freed_memory()
+        release_freed_memory()  # the next run starts from what it needs, not from this one's heap
         write_record(planned.path, record)
         return record
 
@@ -189,7 +189,6 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
     epochs = config.epochs
 
     def on_epoch(entry: dict) -> None:
-        release_freed_memory()  # what fragmentation holds goes back once an epoch
         value = entry[f"val_{suite.primary}"]
         log.info("%s: epoch %d/%d, train loss %.4f, val %s %s", spec.label(), entry["epoch"], epochs,
                  entry["train_loss"], suite.primary, "undefined" if value is None else f"{value:.4f}")

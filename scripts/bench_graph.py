@@ -47,7 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import methods  # noqa: F401  (registers the methods)
-from benchmarks.host_memory import apply_setting
+from benchmarks.host_memory import apply_setting, release_freed_memory
 from datasets.method_table import build_method
 from datasets.normalisation import LayerStats
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
@@ -245,6 +245,7 @@ def main() -> None:
             for profile in args.profiles:
                 for arch in args.archs:
                     bench(method, profile, arch, args)
+                    release_freed_memory()  # as the harness does after a run
 
 
 if __name__ == "__main__":

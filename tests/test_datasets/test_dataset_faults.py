@@ -160,9 +160,10 @@ def test_invalid_targets_under_a_matching_checksum_are_caught_by_validation(tmp_
 def test_a_diverging_build_is_refused_and_nothing_is_cached(tmp_path, monkeypatch, source_class, scenario):
     with pytest.raises(ConfigError, match="lr=1000000000.0 is out of range; valid: 1e-12..10"):
         run(scenario, tmp_path, lr=1e9)
-    # lift the range guard: the fitter itself really diverges at lr=1e9, every network NaN
+    # lift the range guard: the fitter itself really diverges at lr=1e9 (all or nearly all
+    # networks NaN: an AVX-512 CPU kept 1 of 12 digits INRs finite where AVX2 kept none)
     monkeypatch.setitem(source_class.options, "lr", Option(5e-3, low=0))
-    with pytest.raises(InvalidData, match=r"train split: ([\d,]+) of \1 networks hold NaN or infinite") as err:
+    with pytest.raises(InvalidData, match=r"train split: [1-9][\d,]* of [\d,]+ networks hold NaN or infinite") as err:
         run(scenario, tmp_path, lr=1e9)
     assert "\n" not in str(err.value) and "fitting diverge" in str(err.value)
     assert not list((tmp_path / "cache").rglob(CARD)) and not list((tmp_path / "cache").rglob("train.safetensors"))
