@@ -188,10 +188,12 @@ def bench(method: str, profile: str, arch: str, args: argparse.Namespace) -> Non
     wall = {layout: [] for layout in LAYOUTS}
     cpu = {layout: [] for layout in LAYOUTS}
     # The old revision as it ran (glibc's defaults) and, unless this run uses the defaults
-    # too, under this run's allocator setting.
-    olds = {f"rev {args.against}": False, f"rev {args.against} kept": True} if args.tree and arch == "siren" else {}
-    if not args.kept:
-        olds = dict(list(olds.items())[:1])
+    # too, under this run's allocator setting: label -> keep freed blocks.
+    olds: dict[str, bool] = {}
+    if args.tree and arch == "siren":
+        olds[f"rev {args.against}"] = False
+        if args.kept:
+            olds[f"rev {args.against} kept"] = True
     before = {old: old_steps(args.tree, method, profile, (args.repeats + 1) // 2, args, keep)
               for old, keep in olds.items()}
     rates = [matmul_rate()]
