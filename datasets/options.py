@@ -49,8 +49,10 @@ def _number(value: float) -> str:
 @dataclass(frozen=True)
 class Option:
     """One option: its default, valid range (``low``/``high``, inclusive) or ``choices``, a
-    short help text, and ``fingerprint``: False for options that change how a dataset is
-    built (speed, an export) but not its contents."""
+    short help text, ``fingerprint``: False for options that change how a dataset is
+    built (speed, an export) but not its contents, and ``added``: True for an option added
+    after the dataset's first release, fingerprinted only when set away from its default (the
+    data it leaves unchanged keeps its fingerprint, and so its caches and records)."""
 
     default: Any
     help: str = ""
@@ -58,6 +60,7 @@ class Option:
     high: float | None = None
     choices: tuple | None = None
     fingerprint: bool = True
+    added: bool = False
 
     def valid(self) -> str:
         """What is valid, for messages and ``--list``."""

@@ -13,7 +13,9 @@ Options that change the data: ``views`` (SIRENs fitted per image from different
 initialisations, as the DWSNets views ablation), ``augment`` (that many randomly distorted
 copies of every *training* image — rotation, scale, shear and shift drawn with a fixed
 seed, resampled bilinearly — added to the training split as new images of the same class;
-validation and test keep the original images only), and the SIREN recipe.
+validation and test keep the original images only), ``extra_views`` (that many further
+fits of every *training* image only, as NFN's ``extra_aug`` copies: more training networks
+without a distorted image, and evaluation costs unchanged), and the SIREN recipe.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class DigitsInr(DatasetSource):
     options = {"views": Option(VIEWS, "SIRENs fitted per image (different initialisations)", low=1, high=1000),
                "augment": Option(0, "distorted copies of every training image, added as new images", low=0,
                                  high=1000),
+               "extra_views": Option(0, "further SIRENs fitted per training image only (validation and test "
+                                        "keep views)", low=0, high=1000, added=True),
                **RECIPE.options()}
 
     def recipe(self) -> dict:
@@ -101,19 +105,21 @@ class DigitsInr(DatasetSource):
                      variant)
             parts["train"] = tuple(torch.cat([a, b]) for a, b in zip(parts["train"], extra))
         start = time.perf_counter()
-        everything = torch.cat([parts[s][0] for s in SPLITS]).repeat_interleave(views, 0)
+        fits = {name: views + (self.config["extra_views"] if name == "train" else 0) for name in SPLITS}
+        everything = torch.cat([parts[s][0].repeat_interleave(fits[s], 0) for s in SPLITS])
         ws, scores = fit_sirens(everything, recipe, progress=self.progress, description="digits-inr: fitting SIRENs",
                                 store=self.checkpoints)
         seconds = time.perf_counter() - start
         splits, at = {}, 0
         for name in SPLITS:
-            pictures, targets, ids, variant = (t.repeat_interleave(views, 0) for t in parts[name])
+            pictures, targets, ids, variant = (t.repeat_interleave(fits[name], 0) for t in parts[name])
             rows = slice(at, at + len(targets))
             pixels = (pictures * 255).round().to(torch.uint8)  # what the SIREN was fitted to, x 255
             splits[name] = Split(ws[rows], targets, {"psnr": scores[rows], "image": ids, "variant": variant,
                                                      "pixels": pixels})
             at += len(targets)
         card = {"target": "digit class (10)", "regime": REGIME, "views_per_image": views,
+                "extra_views_per_training_image": self.config["extra_views"],
                 "distorted_copies_per_training_image": copies,
                 "split": "by image, stratified, seed 0: 70% / 10% / 20%",
                 "fit": {"steps": recipe.steps, "lr": recipe.lr, "optimizer": "Adam", "seconds": round(seconds, 1),

@@ -1,9 +1,12 @@
 """The batched SIREN fitter and the embedded digits-inr dataset."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from inr_files import load
+from inr_files import fingerprint, load
 from sklearn.datasets import load_digits
 
 from datasets.errors import ConfigError
@@ -66,6 +69,29 @@ def test_views_stay_in_their_image_split(tmp_path):
     assert not images["train"] & images["test"] and not images["val"] & images["test"]
     assert ds.card["views_per_image"] == 2 and ds.card["fit"]["steps"] == 20
     assert set(ds.card["psnr_db"]) >= {"min", "median"} and len(ds.card["class_balance"]["train"]) == 10
+
+
+def test_extra_views_add_fits_of_training_images_only(tmp_path):
+    ds = load("digits-inr", tmp_path, limit=6, views=2, extra_views=3, steps=20)
+    per_image = {s: torch.bincount(split.extras["image"]).tolist() for s, split in
+                 (("train", ds.train), ("val", ds.val), ("test", ds.test_split()))}
+    assert {n for n in per_image["train"] if n} == {5} and len(ds.train) == 30
+    assert {n for n in per_image["val"] if n} == {2} and {n for n in per_image["test"] if n} == {2}
+    first = ds.train.extras["image"] == ds.train.extras["image"][0]
+    flat = ds.train.weights.flatten()[first]
+    assert torch.cdist(flat, flat).triu(1)[torch.ones(5, 5).triu(1).bool()].min() > 0  # five distinct fits
+    assert ds.card["extra_views_per_training_image"] == 3 and ds.card["views_per_image"] == 2
+
+
+def test_an_added_option_at_its_default_keeps_the_fingerprint(tmp_path):
+    """``extra_views`` came after the first release: at 0 the data, and so the fingerprint of
+    the shipped reference records, is unchanged; set, it is another dataset."""
+    records = Path(__file__).parents[2] / "results" / "records" / "quick" / "inr" / "digits-inr"
+    shipped = {json.loads(f.read_text())["config"]["dataset_fingerprint"] for f in records.glob("*/*/seed*.json")}
+    default = fingerprint("digits-inr", tmp_path)
+    assert shipped == {default} and fingerprint("digits-inr", tmp_path, extra_views=0) == default
+    assert len({default, fingerprint("digits-inr", tmp_path, extra_views=1),
+                fingerprint("digits-inr", tmp_path, extra_views=2), fingerprint("digits-inr", tmp_path, views=5)}) == 4
 
 
 def test_unknown_dataset_option_is_refused(tmp_path):
