@@ -62,6 +62,10 @@ class Option:
     fingerprint: bool = True
     added: bool = False
 
+    def fingerprinted(self, value: Any) -> bool:
+        """Whether ``value`` of this option enters the dataset's fingerprint."""
+        return self.fingerprint and not (self.added and value == self.default)
+
     def valid(self) -> str:
         """What is valid, for messages and ``--list``."""
         if self.choices is not None:

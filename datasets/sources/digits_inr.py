@@ -96,6 +96,7 @@ class DigitsInr(DatasetSource):
         if self.load_options.limit:
             index = {k: v[:self.load_options.limit] for k, v in index.items()}
         recipe, views, copies = SirenRecipe.of(self.config), self.config["views"], self.config["augment"]
+        extra_views = self.config["extra_views"]
         parts = {name: (images[ids], labels[ids], torch.as_tensor(ids), torch.zeros(len(ids), dtype=torch.long))
                  for name, ids in index.items()}
         if copies:
@@ -105,7 +106,7 @@ class DigitsInr(DatasetSource):
                      variant)
             parts["train"] = tuple(torch.cat([a, b]) for a, b in zip(parts["train"], extra))
         start = time.perf_counter()
-        fits = {name: views + (self.config["extra_views"] if name == "train" else 0) for name in SPLITS}
+        fits = {name: views + (extra_views if name == "train" else 0) for name in SPLITS}
         everything = torch.cat([parts[s][0].repeat_interleave(fits[s], 0) for s in SPLITS])
         ws, scores = fit_sirens(everything, recipe, progress=self.progress, description="digits-inr: fitting SIRENs",
                                 store=self.checkpoints)
@@ -119,7 +120,7 @@ class DigitsInr(DatasetSource):
                                                      "pixels": pixels})
             at += len(targets)
         card = {"target": "digit class (10)", "regime": REGIME, "views_per_image": views,
-                "extra_views_per_training_image": self.config["extra_views"],
+                "extra_views_per_training_image": extra_views,
                 "distorted_copies_per_training_image": copies,
                 "split": "by image, stratified, seed 0: 70% / 10% / 20%",
                 "fit": {"steps": recipe.steps, "lr": recipe.lr, "optimizer": "Adam", "seconds": round(seconds, 1),
