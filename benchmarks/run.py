@@ -235,7 +235,6 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
     jobs = args.jobs or (1 if args.device == "cuda" else max(1, min(4, (os.cpu_count() or 1) // args.threads)))
     profile = "smoke" if args.smoke else args.profile
     seeds = [args.seeds[0]] if args.smoke else sorted(set(args.seeds))
-    epochs = args.epochs or suite.epochs.get(profile)
     start = time.perf_counter()
     if args.fetch:
         fetch_missing([DATASETS[name] for name in names], options)
@@ -244,6 +243,7 @@ def run_suite(args: argparse.Namespace, suite: Suite, names: list[str], methods:
         dataset = load_dataset(name, options, suite.name)
         loaded[name] = dataset
         log.info(render_card(dataset.card))
+        epochs = args.epochs or suite.epoch_budget(profile, name)
         for method in methods:
             for seed in seeds:
                 spec = RunSpec(suite.name, name, method, seed, profile, options, args.out, epochs, args.device,

@@ -34,7 +34,7 @@ def unwrapped(model: nn.Module, dataset: WeightDataset) -> nn.Module:
 @dataclass(frozen=True)
 class Suite:
     """``metrics[0]`` is the primary metric, used for model selection; ``epochs`` overrides
-    a profile's epoch budget for this suite (``--epochs`` wins)."""
+    a profile's epoch budget for this suite (a dataset's own budget wins, ``--epochs`` over both)."""
 
     name: str
     task: str
@@ -49,6 +49,11 @@ class Suite:
     @property
     def primary(self) -> str:
         return self.metrics[0]
+
+    def epoch_budget(self, profile: str, dataset: str) -> int | None:
+        """The epochs of ``profile`` on ``dataset`` in this suite: the dataset's own budget, else
+        the suite's, else ``None`` (the profile's)."""
+        return DATASETS[dataset].info.epochs.get((self.name, profile), self.epochs.get(profile))
 
     def chance_level(self, dataset: WeightDataset) -> tuple[float, float]:
         """The primary metric of a predictor that ignores its input, and its margin."""

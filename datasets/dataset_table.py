@@ -39,7 +39,10 @@ class DatasetInfo:
     published train / val / test sizes, if any. ``version``: the version of the code that
     reads or builds it; bump it whenever that code changes what it produces, so every cache
     and run record made by the old code stops matching. ``embedded``: built locally from
-    data that ships with a dependency, no download."""
+    data that ships with a dependency, no download. ``epochs``: the epoch budget per
+    ``(suite, profile)`` on this dataset, where its default training split is larger or smaller
+    than the suite's budget assumes (a quick budget is a number of optimiser steps that every
+    method's learning threshold was measured in; it wins over the suite's, ``--epochs`` over it)."""
 
     name: str
     suites: tuple[str, ...]
@@ -52,6 +55,7 @@ class DatasetInfo:
     splits: tuple[int, int, int] | None = None
     embedded: bool = False
     files: tuple[RemoteFile, ...] = ()
+    epochs: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

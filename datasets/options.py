@@ -49,10 +49,8 @@ def _number(value: float) -> str:
 @dataclass(frozen=True)
 class Option:
     """One option: its default, valid range (``low``/``high``, inclusive) or ``choices``, a
-    short help text, ``fingerprint``: False for options that change how a dataset is
-    built (speed, an export) but not its contents, and ``added``: True for an option added
-    after the dataset's first release, fingerprinted only when set away from its default (the
-    data it leaves unchanged keeps its fingerprint, and so its caches and records)."""
+    short help text, and ``fingerprint``: False for options that change how a dataset is
+    built (speed, an export) but not its contents."""
 
     default: Any
     help: str = ""
@@ -60,11 +58,6 @@ class Option:
     high: float | None = None
     choices: tuple | None = None
     fingerprint: bool = True
-    added: bool = False
-
-    def fingerprinted(self, value: Any) -> bool:
-        """Whether ``value`` of this option enters the dataset's fingerprint."""
-        return self.fingerprint and not (self.added and value == self.default)
 
     def valid(self) -> str:
         """What is valid, for messages and ``--list``."""

@@ -137,7 +137,7 @@ class DatasetSource:
 
     def full_recipe(self) -> dict[str, Any]:
         """Everything that determines the dataset's contents."""
-        fingerprinted = {k: v for k, v in self.config.items() if self.options[k].fingerprinted(v)}
+        fingerprinted = {k: v for k, v in self.config.items() if self.options[k].fingerprint}
         return {"format": FORMAT_VERSION, "dataset": self.info.name, "version": self.info.version,
                 "options": fingerprinted, "limit": self.load_options.limit,
                 "skip_invalid": self.load_options.skip_invalid, "source": self.source_identity(self.raw_paths()),

@@ -143,7 +143,7 @@ def report(args: argparse.Namespace) -> str:
         best_lr, best = max(by_lr.items(), key=lambda item: item[1]["val"]["accuracy"])
         by_method[(dataset, method)].append((json.loads(size), record, best_lr, best))
     for (dataset, method), sizes in sorted(by_method.items()):
-        sizes.sort(key=lambda s: s[3]["parameters"])
+        sizes.sort(key=lambda s: (s[3]["parameters"], -(s[1]["val"]["accuracy"] if s[1] else 0.0)))  # ties: best first
         scored = [s for s in sizes if s[1] is not None]
         top = max((s[1]["val"]["accuracy"] for s in scored), default=0.0)
         pick = next((s for s in scored if s[1]["val"]["accuracy"] >= top - args.within

@@ -6,6 +6,7 @@ import pytest
 
 import benchmarks.run as run
 from benchmarks.robustness import TOLERANCE, TRANSFORMS
+from benchmarks.suites import SUITES
 from cli_helpers import cli, record_files, records_by_method
 from datasets.method_table import METHODS
 
@@ -67,6 +68,21 @@ def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monke
     redone = json.loads(victim.read_text())
     assert "phase" in redone["robustness"] and redone["metrics"] == old["metrics"]
     assert done[0].stat().st_mtime_ns == stamp
+
+
+def test_a_dataset_sets_its_own_epoch_budget_and_epochs_overrides_it(tmp_path):
+    """digits-inr trains 5x the networks the quick budgets were measured on, so it sets 6
+    quick epochs for ``inr`` and 2 for ``edit`` (the same optimiser steps); a dataset without
+    one keeps the suite's budget, else the profile's."""
+    assert SUITES["inr"].epoch_budget("quick", "digits-inr") == 6
+    assert SUITES["edit"].epoch_budget("quick", "digits-inr") == 2
+    assert SUITES["edit"].epoch_budget("quick", "mnist-inr") == 10
+    assert SUITES["inr"].epoch_budget("quick", "mnist-inr") is None
+    assert SUITES["inr"].epoch_budget("paper", "digits-inr") is None
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0") == 0
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "1") == 0
+    runs = sorted((r["config"]["train"]["epochs"], len(r["history"])) for r in records_by_method(tmp_path)["mlp"])
+    assert runs == [(1, 1), (6, 6)]
 
 
 @pytest.mark.parametrize("args, message", [
