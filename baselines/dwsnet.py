@@ -48,7 +48,7 @@ channel); they start near the identity by a small weight init of the layers inst
 Parameter counts for the SIREN 2-32-32-1 input with 10 classes (counted from the built
 modules, batch-norm affine parameters included): paper 314,762; quick 159,818 (3 layers of
 32: on the default digits data the learning-threshold study's validation accuracy was 38.1%
-at width 8, 42.6% at 16 and 46.7% at 32, and width 32 trains a quick run in about 30 s).
+at width 8, 42.6% at 16 and 46.7% at 32, and width 32 trains a quick run in about 25 s).
 We found no parameter count for this model in the paper or its code's README.
 MLPs only: conv networks and heterogeneous datasets raise ``UnsupportedArchitecture``.
 Residual connections are ignored (tied permutations are a subgroup, so invariance holds).
