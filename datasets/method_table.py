@@ -26,6 +26,7 @@ from datasets.weight_dataset import TaskInfo
 PROFILES = ("quick", "paper")
 SYMMETRIES = ("permutation", "sign_flip", "rescale", "phase")
 CONTROLS = ("permute_rows_only",)
+BUILTIN_PACKAGES = ("baselines", "methods")  # where the shipped methods are defined
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,21 @@ class MethodInfo:
 
     ``build(task, **hyperparameters)`` returns an ``nn.Module`` whose ``forward(weights)``
     maps a ``WeightSpace`` (or a ``MixedWeights`` when ``heterogeneous``) to
-    ``(B, out_dim)``. ``profiles``: per profile (``quick``, ``paper``) the complete
-    hyperparameters; with ``by_domain`` each profile holds one set per domain (``mlp``,
-    ``cnn``). ``optim`` overrides the protocol's AdamW settings where the paper used others;
-    ``profile_optim`` overrides them again for one model profile (a quick learning rate chosen
-    by the threshold study); ``optimiser(profile)`` is the result.
+    ``(B, out_dim)``. ``profiles``: per profile the complete hyperparameters: ``quick`` (CPU
+    sizes) is required, ``paper`` (the published sizes) optional, falling back to ``quick``
+    (:meth:`profile_used`); with ``by_domain`` each profile holds one set per domain
+    (``mlp``, ``cnn``). ``optim`` overrides the protocol's AdamW settings where the paper used
+    others; ``profile_optim`` overrides them again for one model profile (a quick learning
+    rate chosen by the threshold study); ``optimiser(profile)`` is the result.
     ``tasks``: the tasks it can be built for; ``"edit"`` means it has an equivariant
     weight-space output (its module returns a change of the input ``WeightSpace``).
     ``version``: bump it when the code changes what the method computes, so records made by
-    the old code are not reused."""
+    the old code are not reused. ``family``: a label for tables (optional)."""
 
     name: str
-    family: str
     build: Callable[..., nn.Module]
     profiles: dict[str, dict[str, Any]]
+    family: str = ""
     symmetries: frozenset[str] = frozenset({"permutation"})
     blind_to: frozenset[str] = frozenset()
     heterogeneous: bool = False
@@ -59,13 +61,32 @@ class MethodInfo:
     paper: str = ""
 
     def __post_init__(self) -> None:
-        if set(self.profiles) != set(PROFILES):
-            raise ValueError(f"{self.name}: profiles must be {PROFILES}, got {sorted(self.profiles)}")
+        if "quick" not in self.profiles or set(self.profiles) - set(PROFILES):
+            raise ConfigError(f"method {self.name}: profiles must hold 'quick' (and may hold 'paper'), got "
+                              f"{sorted(self.profiles)}")
         unknown = (self.symmetries - set(SYMMETRIES)) | (self.blind_to - set(CONTROLS))
         if unknown:
-            raise ValueError(f"{self.name}: unknown symmetries or controls {sorted(unknown)}")
+            raise ConfigError(f"method {self.name}: unknown symmetries or controls {sorted(unknown)}; valid: "
+                              f"{', '.join(SYMMETRIES + CONTROLS)}")
         if set(self.profile_optim) - set(PROFILES):
-            raise ValueError(f"{self.name}: profile_optim keys must be among {PROFILES}")
+            raise ConfigError(f"method {self.name}: profile_optim keys must be among {PROFILES}")
+
+    @property
+    def module(self) -> str:
+        """The module that defines the method's builder."""
+        return getattr(self.build, "__module__", None) or "__main__"
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the method ships with wsbench (``baselines/``, ``methods/``)."""
+        return self.module.split(".")[0] in BUILTIN_PACKAGES
+
+    def profile_used(self, profile: str) -> str:
+        """The profile whose hyperparameters ``profile`` gives: itself, or ``quick`` for a
+        method without a ``paper`` profile."""
+        if profile not in PROFILES:
+            raise ConfigError(f"{self.name}: unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+        return profile if profile in self.profiles else "quick"
 
     def optimiser(self, profile: str) -> dict[str, float]:
         """The AdamW overrides this method trains with under model profile ``profile``."""
@@ -73,13 +94,11 @@ class MethodInfo:
 
     def defaults(self, profile: str, task: TaskInfo) -> dict[str, Any]:
         """The profile's hyperparameters for ``task``."""
-        if profile not in self.profiles:
-            raise ConfigError(f"{self.name}: unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-        table = self.profiles[profile]
+        table = self.profiles[self.profile_used(profile)]
         return dict(table[task.domain] if self.by_domain else table)
 
     def _tables(self, profile: str) -> list[dict[str, Any]]:
-        table = self.profiles[profile]
+        table = self.profiles[self.profile_used(profile)]
         return list(table.values()) if self.by_domain else [table]
 
     def option_names(self, profile: str) -> set[str]:
@@ -126,28 +145,32 @@ def parse_hyperparameter(label: str, name: str, value: Any, default: Any) -> Any
 METHODS: Registry[MethodInfo] = Registry("method")
 
 
-def register_method(name: str, *, family: str, profiles: dict[str, dict[str, Any]],
+def register_method(name: str, *, profiles: dict[str, dict[str, Any]] | None = None,
                     symmetries: tuple[str, ...] = ("permutation",), blind_to: tuple[str, ...] = (),
                     heterogeneous: bool = False, by_domain: bool = False, optim: dict | None = None,
                     profile_optim: dict | None = None, edits: bool = False, version: int = 1,
-                    paper: str = "") -> Callable:
-    """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module``
-    (``edits``: it can also be built for the edit task; ``optim``/``profile_optim``: see
-    ``MethodInfo``)."""
+                    family: str = "", paper: str = "") -> Callable:
+    """Decorator: register ``build(task: TaskInfo, **hyperparameters) -> nn.Module`` under
+    ``name``. ``profiles``: ``{"quick": {...}}`` and optionally ``"paper"`` (default: a quick
+    profile without hyperparameters); ``symmetries``: what the module is invariant to by
+    construction (``check_method`` checks each); ``edits``: it can also be built for the
+    edit task; the rest: see :class:`MethodInfo`. The builder gets ``wsbench_method = name``."""
     tasks = frozenset({"classification", "regression"} | ({"edit"} if edits else set()))
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        METHODS.add(name, MethodInfo(name, family, build, profiles, frozenset(symmetries), frozenset(blind_to),
-                                     heterogeneous, by_domain, dict(optim or {}), dict(profile_optim or {}), tasks,
-                                     version, paper))
+        METHODS.add(name, MethodInfo(name, build, dict(profiles or {"quick": {}}), family, frozenset(symmetries),
+                                     frozenset(blind_to), heterogeneous, by_domain, dict(optim or {}),
+                                     dict(profile_optim or {}), tasks, version, paper))
+        build.wsbench_method = name  # type: ignore[attr-defined]
         return build
     return wrap
 
 
-def build_method(name: str, task: TaskInfo, *, profile: str = "quick", **overrides: Any) -> nn.Module:
-    """Build method ``name`` for ``task``: the profile's hyperparameters with ``overrides``.
-    The module's ``hparams`` attribute holds the hyperparameters it was built with."""
-    info = METHODS[name]
+def build_method(method: str | MethodInfo, task: TaskInfo, *, profile: str = "quick", **overrides: Any) -> nn.Module:
+    """Build ``method`` (a registered name or its ``MethodInfo``) for ``task``: the profile's
+    hyperparameters with ``overrides``. The module's ``hparams`` attribute holds the
+    hyperparameters it was built with."""
+    info = METHODS[method] if isinstance(method, str) else method
     hparams = info.hyperparameters(task, profile, overrides)
     model = info.build(task, **hparams)
     model.hparams = hparams

@@ -203,3 +203,82 @@ def permute_rows_only(weights: WeightSpace, neuron_layer: int = 1,
     w[p] = torch.take_along_dim(w[p], _expand(perm, w[p], 1), 1)
     b[p] = torch.take_along_dim(b[p], perm, 1)
     return WeightSpace(weights.spec, tuple(w), tuple(b))
+
+
+def scale_neurons(ws: WeightSpace, factors: dict[int, Tensor]) -> WeightSpace:
+    """Multiply the incoming weights and bias of the neurons of each neuron layer ``k`` by
+    ``factors[k]`` (``(B, width_k)``) and divide their outgoing weights by it. Tied neurons
+    (residuals) must be given one factor."""
+    return _act_on_neurons(ws, factors, "scale")
+
+
+def _norm(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Euclidean norm over ``dims``, computed on ``t / max|t|``: no square underflows, so a
+    vector of 1e-42s has a norm, and zero only for a zero vector."""
+    top = t.abs().amax(dim=dims, keepdim=True)
+    unit = t / torch.where(top > 0, top, torch.ones_like(top))
+    return (top * unit.pow(2).sum(dim=dims, keepdim=True).sqrt()).squeeze(dims)
+
+
+def _rows(ws: WeightSpace, k: int, senders: Tensor | None) -> Tensor:
+    """``(B, width_k)``: the norm of each neuron's incoming weights and bias, leaving out
+    the senders (neurons of layer ``k - 1``) where ``senders`` is ``False``."""
+    w, b = ws.weights[k - 1], ws.biases[k - 1]
+    if senders is not None:
+        w = w * _expand(senders.to(w.dtype), w, 2)
+    return _norm(torch.cat([w.flatten(2), b[..., None]], dim=2), (2,))
+
+
+def _columns(ws: WeightSpace, k: int, receivers: Tensor | None) -> Tensor:
+    """``(B, width_k)``: the norm of each neuron's outgoing weights, leaving out the
+    receivers (neurons of layer ``k + 1``) where ``receivers`` is ``False``."""
+    w = ws.weights[k]
+    if receivers is not None:
+        w = w * _expand(receivers.to(w.dtype), w, 1)
+    return _norm(w.transpose(1, 2).flatten(2), (2,))
+
+
+def canonical_scale(ws: WeightSpace) -> tuple[WeightSpace, dict[int, Tensor]]:
+    """The representative of ``ws`` under positive rescaling of its positively homogeneous
+    hidden neurons (ReLU, identity), and the factors ``g`` that map ``ws`` onto it
+    (``scale_neurons(ws, g)``). Any positive rescaling of ``ws`` has the same representative,
+    up to rounding, whatever its weights: no constant or cutoff is involved.
+
+    Each free component (``component_groups``) is scaled so that its incoming weights and
+    biases, over all its layers, have norm 1. Components are taken in the order of their
+    first layer, and a norm counts only the weights from neurons that are never scaled or
+    whose component starts in an earlier layer and is already canonical, so that it never
+    depends on a factor still to be chosen. A component with none of these weights non-zero
+    is made canonical afterwards, from the output backwards: its outgoing weights to
+    canonical neurons get norm 1, or else its incoming weights from them. A component with
+    no weight at all keeps factor 1. Computed in float64 (a dead neuron's weights of 1e-42
+    have factors of 1e42) and returned in ``ws``'s dtype."""
+    dtype, ws = ws.dtype, ws.to(torch.float64)
+    groups = sorted(_groups_with(ws.spec, POSITIVE_HOMOGENEOUS), key=lambda g: g.layers[0])
+    count, widths, device = len(ws), ws.spec.widths, ws.device
+    factors = {k: torch.ones(count, widths[k], dtype=ws.dtype, device=device) for g in groups for k in g.layers}
+    first = [torch.full((w,), -1, device=device) for w in widths]  # first layer of each neuron's component
+    for group in groups:
+        for k in group.layers:
+            first[k][list(group.neurons)] = group.layers[0]
+    settled = [(f < 0).expand(count, -1).clone() for f in first]  # neurons that are never scaled, so far
+
+    def settle(group: ComponentGroup, value: Tensor, where: Tensor) -> None:
+        idx = list(group.neurons)
+        for k in group.layers:
+            factors[k][:, idx] = torch.where(where, value, factors[k][:, idx])
+            settled[k][:, idx] |= where
+
+    for group in groups:
+        current, idx = scale_neurons(ws, factors), list(group.neurons)
+        norm = _norm(torch.stack([_rows(current, k, settled[k - 1] & (first[k - 1] < group.layers[0]))[:, idx]
+                                  for k in group.layers], dim=2), (2,))
+        settle(group, torch.where(norm > 0, 1 / norm, 1.0), norm > 0)
+    for group in sorted(groups, key=lambda g: g.layers[-1], reverse=True):
+        pending = ~settled[group.layers[0]][:, list(group.neurons)]
+        if pending.any():
+            current, idx = scale_neurons(ws, factors), list(group.neurons)
+            out = _norm(torch.stack([_columns(current, k, settled[k + 1])[:, idx] for k in group.layers], 2), (2,))
+            into = _norm(torch.stack([_rows(current, k, settled[k - 1])[:, idx] for k in group.layers], 2), (2,))
+            settle(group, torch.where(out > 0, out, torch.where(into > 0, 1 / into, 1.0)), pending)
+    return scale_neurons(ws, factors).to(dtype), {k: v.to(dtype) for k, v in factors.items()}

@@ -25,9 +25,15 @@ any ``q_i > 0``; one of the identity by any ``q_i != 0``. Edge ``j -> i`` then c
   between layers. In the last layer only the messages to, and the updates of, input/output
   neurons are computed: nothing reads the hidden neurons after it.
 - ScaleGMN-B adds backward messages ``i -> j`` with their own parameters. They must scale as
-  ``q_j``: the edge feature is ``1 / w_ij`` (elementwise, 0 kept at 0) when either end has a
-  positive scaling, else ``w_ij`` (``1 / q = q`` for signs), as in the authors' code.
-  Its update reads ``[x_i, m_fw_i, m_bw_i]``.
+  ``q_j``: the edge feature is ``1 / w_ij`` (elementwise) when either end has a positive
+  scaling, else ``w_ij`` (``1 / q = q`` for signs), as in the authors' code. A reciprocal
+  cannot be exact and finite on every network (trained CNNs hold weights down to 1e-42), so
+  ScaleGMN-B first maps each network to its canonical positive scale
+  (``datasets.symmetry.canonical_scale``: every positively homogeneous neuron's incoming
+  weights and bias of norm 1, computed without any constant or cutoff), which makes it
+  invariant to positive rescaling by construction; the reciprocal of a canonical weight
+  below :data:`TINY` in magnitude is 0 (zero-padding of smaller kernels included), a choice
+  no rescaling can change. Its update reads ``[x_i, m_fw_i, m_bw_i]``.
 - Readout: the output neurons' features concatenated (ScaleGMN-B: projected, and with the
   projected input neurons' features), then an MLP. Output and input neurons are never
   transformed, so this is invariant. Every MLP is ``Linear, LayerNorm, SiLU, Linear``.
@@ -38,7 +44,8 @@ scales as ``q_i``, like the bias ``b_i``) and its forward edge update to one fea
 kernel entry (which scales as ``q_i / q_j``, like ``w_ij``), without a skip; read back as
 weights and biases these are the predicted change, so the change of a flipped or scaled
 neuron's incoming weights and bias flips or scales with it and that of its outgoing weights
-by the inverse: the edited network moves with the input and renders the same. Each tensor's
+by the inverse: the edited network moves with the input and renders the same (ScaleGMN-B
+predicts the change of its canonical network and maps it back with the same factors). Each tensor's
 change is scaled by ``datasets.normalisation.ChangeScale`` (learned, from 0.01: the authors'
 ``out_scale``; here times the layer's standard deviation, which undoes the division below),
 so the first edit is near the identity. A whole-period phase shift changes only the wrapped
@@ -50,8 +57,9 @@ Before conversion, the bias of every hidden sine neuron is wrapped into ``[-pi/o
 pi/omega]`` (the authors canonicalise the phase of their INR datasets beforehand), which makes
 the model invariant to whole-period phase shifts as well. The weights and biases of each
 layer are divided by their training-split standard deviation (no mean is subtracted: a shift
-would break the sign and scale laws). ``inv``'s canonical form divides by ``max(|x|, 1e-8)``,
-exact for every feature vector longer than that.
+would break the sign and scale laws). ``inv``'s canonical form ``x / |x|`` is computed on
+``x / max|x|`` (no square underflows) and is 0 for ``x = 0``: exact for every feature vector
+the dtype represents with full precision (:func:`direction`).
 
 Deliberate differences from the authors' code: the division by the standard deviation (they
 feed raw weights); heterogeneous batches (mixed activations per
@@ -88,13 +96,12 @@ from torch_geometric.data import Batch
 from datasets.method_table import register_method
 from datasets.normalisation import ChangeScale, LayerStats
 from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
-from datasets.symmetry import component_groups
+from datasets.symmetry import canonical_scale, component_groups, scale_neurons
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import Weights, WeightSpace, as_mixed, as_shape
 from methods.graph import EDGE_TYPES, GraphConverter
 
 SIGN, SCALE = 1, 2  # bits of a neuron's symmetry kind
-EPS = 1e-8
 
 PROFILES = {
     "scalegmn": {
@@ -147,14 +154,14 @@ def divide_by_std(ws: WeightSpace, stats: LayerStats | None) -> WeightSpace:
                        tuple(b / b_std[i] for i, b in enumerate(ws.biases)))
 
 
-TINY = 1e-6  # weights below this magnitude count as absent in reciprocal (backward) messages
+TINY = 1e-6  # canonical weights below this magnitude count as absent in reciprocal (backward) messages
 
 
 def reciprocal(t: Tensor) -> Tensor:
     """Elementwise ``1 / t``, with zeros (padding of smaller kernels) and weights smaller than
-    :data:`TINY` in magnitude kept at zero: trained CNNs hold weights down to 1e-42, whose
-    reciprocals overflow float32 (ScaleGMN-B's loss was NaN in its first step on both digits
-    zoos). Scale equivariance is exact for every weight that stays on one side of ``TINY``."""
+    :data:`TINY` in magnitude kept at zero, so that it stays finite in float32. Applied to
+    canonical weights (``datasets.symmetry.canonical_scale``), which a rescaling does not
+    move, so it keeps the scale invariance exact."""
     kept = t.abs() >= TINY
     return torch.where(kept, 1 / torch.where(kept, t, torch.ones_like(t)), torch.zeros_like(t))
 
@@ -226,6 +233,17 @@ def select(mask: Mask, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask, a, b) if isinstance(mask, Tensor) else (a if mask else b)
 
 
+def direction(x: Tensor) -> Tensor:
+    """``x / |x|`` per row, computed on ``x / max|x|`` so that no square underflows. A row
+    whose largest entry is below the dtype's smallest normal number (a zero row, or
+    subnormals, whose direction the dtype cannot carry) gives 0: in float64 no network's
+    features come near that, so the result is exact; in float32 the gradient stays finite."""
+    top = x.detach().abs().amax(dim=-1, keepdim=True)
+    normal = top >= torch.finfo(x.dtype).tiny
+    unit = torch.where(normal, x / torch.where(normal, top, torch.ones_like(top)), torch.ones_like(x))
+    return torch.where(normal, unit / unit.norm(dim=-1, keepdim=True), torch.zeros_like(x))
+
+
 class Invariant(nn.Module):
     """``inv``: per row, the symmetrisation ``rho(x) + rho(-x)`` for signs, ``x / |x|`` for
     positive scales, both for both, ``x`` for neither. ``rho`` exists only if ``signs``
@@ -243,7 +261,7 @@ class Invariant(nn.Module):
 
     def forward(self, x: Tensor, rows: Rows) -> Tensor:
         if rows.scale is not False:
-            x = select(rows.scale, x / x.norm(dim=-1, keepdim=True).clamp_min(EPS), x)
+            x = select(rows.scale, direction(x), x)
         if rows.sign is not False:
             x = select(rows.sign, self.symmetrised(x), x)
         return x
@@ -405,9 +423,15 @@ class ScaleGMN(nn.Module):
         else:
             self.head = mlp(n_out * hidden, hidden, info.out_dim)
 
+    def normalise(self, ws: WeightSpace) -> tuple[WeightSpace, dict[int, Tensor]]:
+        """Phase wrap, per-layer division by the standard deviation and, for ScaleGMN-B, the
+        canonical positive scale; with the factors that scaled each neuron (none for ScaleGMN)."""
+        ws = divide_by_std(wrap_phase(ws), self.stats.get(ws.spec))
+        return canonical_scale(ws) if self.bidirectional else (ws, {})
+
     def prepare(self, weights: Weights) -> Weights:
-        """Phase wrap, then per-layer division by the standard deviation."""
-        return as_mixed(weights).map_groups(lambda g: divide_by_std(wrap_phase(g), self.stats.get(g.spec)))
+        """Every architecture's networks through :meth:`normalise`."""
+        return as_mixed(weights).map_groups(lambda g: self.normalise(g)[0])
 
     def node_kinds(self, graph: Batch) -> Tensor:
         """``(num_nodes,)``: every neuron's symmetry kind (:func:`neuron_kinds`)."""
@@ -442,7 +466,12 @@ class ScaleGMN(nn.Module):
         return x, edges, directions, rows, pos
 
     def forward(self, weights: Weights) -> Tensor | WeightSpace:
-        graph = self.converter(self.prepare(weights))
+        factors: dict[int, Tensor] = {}
+        if self.edit:
+            prepared, factors = self.normalise(as_shape(weights, self.spec))
+        else:
+            prepared = self.prepare(weights)
+        graph = self.converter(prepared)
         x, edges, directions, rows, pos = self.encode(graph)
         extra = pos if self.positions_in_mlps else None
         last = len(self.updates) - 1
@@ -452,7 +481,7 @@ class ScaleGMN(nn.Module):
                      for m, e, d in zip(messages, edges, directions)]
             h = torch.cat([x, *aggregated], dim=-1)
             if self.edit and i == last:
-                return self.change(graph, update(h, rows, extra), edges[0])
+                return self.change(graph, update(h, rows, extra), edges[0], factors)
             if i < last:
                 new = update(h, rows, extra)
             else:  # only the input/output neurons are read from here on
@@ -462,12 +491,14 @@ class ScaleGMN(nn.Module):
             x = F.dropout(x, self.dropout, self.training)
         return self.head(self.readout(x, rows.io, graph))
 
-    def change(self, graph: Batch, nodes: Tensor, edges: Tensor) -> WeightSpace:
+    def change(self, graph: Batch, nodes: Tensor, edges: Tensor, factors: dict[int, Tensor]) -> WeightSpace:
         """The weight change read from one feature per node (the bias change: it scales as
         the bias) and ``kernel_size`` per forward edge (the weight change: it scales as the
-        weight), as the converter reads weights back; the graph's features are replaced."""
+        weight), as the converter reads weights back, and mapped back from the canonical
+        scale (``factors``); the graph's features are replaced."""
         graph.x, graph.edge_attr = nodes, edges
-        return self.scale(as_shape(self.converter.to_weights(graph), self.spec))
+        change = self.scale(as_shape(self.converter.to_weights(graph), self.spec))
+        return scale_neurons(change, {k: 1 / f for k, f in factors.items()})
 
     def readout(self, x: Tensor, nodes: Tensor, graph: Batch) -> Tensor:
         """From the features ``x`` of the input/output neurons ``nodes``: the output neurons'
@@ -498,5 +529,5 @@ def _register(name: str, bidirectional: bool, weight_decay: float, version: int)
                     paper=f"Kalogeropoulos et al. 2024 ({'ScaleGMN-B' if bidirectional else 'ScaleGMN'})")(build)
 
 
-_register("scalegmn", bidirectional=False, weight_decay=0.01, version=1)
-_register("scalegmn-b", bidirectional=True, weight_decay=0.001, version=2)  # 2: tiny weights' reciprocals are 0
+_register("scalegmn", bidirectional=False, weight_decay=0.01, version=2)  # 2: inv's x / |x| without a clamp
+_register("scalegmn-b", bidirectional=True, weight_decay=0.001, version=3)  # 3: canonical positive scale

@@ -3,8 +3,7 @@ because ``pyproject.toml`` puts ``tests/`` on pytest's ``pythonpath``)."""
 
 from __future__ import annotations
 
-import torch
-
+from datasets.contract import random_networks
 from datasets.normalisation import LayerStats
 from datasets.spec import ArchSpec
 from datasets.weight_dataset import TaskInfo
@@ -13,8 +12,7 @@ from datasets.weights import WeightSpace
 
 def random_weights(spec: ArchSpec, batch: int = 4, seed: int = 0) -> WeightSpace:
     """``batch`` networks of ``spec`` with standard-normal float64 weights and biases."""
-    g = torch.Generator().manual_seed(seed)
-    return WeightSpace.from_flat(spec, torch.randn(batch, spec.num_params, generator=g, dtype=torch.float64))
+    return random_networks(spec, batch, seed)
 
 
 def task_info(*specs: ArchSpec, out_dim: int = 10) -> TaskInfo:
