@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 
+from benchmarks.plugins import load_entry_points
 from benchmarks.record_schema import RunRecord
 from benchmarks.runner import Planned, execute, load_dataset
 from datasets.errors import ConfigError, InvalidData, MissingDependency, WsbenchError
@@ -47,10 +48,13 @@ class Launcher(Protocol):
 
 
 def register_all() -> None:
-    """Import every package that registers datasets or methods."""
+    """Import every package that registers datasets or methods: the built-in ones, then the
+    installed plugins' entry points (``benchmarks.plugins``)."""
     import baselines  # noqa: F401
     import datasets.sources  # noqa: F401
     import methods  # noqa: F401
+
+    load_entry_points()
 
 
 def worker_dataset(planned: Planned) -> WeightDataset:
@@ -70,10 +74,12 @@ def worker_dataset(planned: Planned) -> WeightDataset:
 
 
 def run_in_worker(planned: Planned, threads: int) -> RunRecord | None:
-    """Entry of a worker process or a Ray task: register everything, get the dataset, run."""
+    """Entry of a worker process or a Ray task: register everything (the run's plugins
+    too), get the dataset, run."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     torch.set_num_threads(threads)
     register_all()
+    planned.spec.plugins.load()
     return execute(planned, worker_dataset(planned))
 
 

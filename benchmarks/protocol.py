@@ -27,10 +27,15 @@ from torch import Tensor, nn
 
 from benchmarks.host_memory import release_freed_memory
 from benchmarks.metrics import METRICS, Undefined, compute
+from datasets.errors import WsbenchError
 from datasets.weight_dataset import Split
 from datasets.weights import Weights
 
 log = logging.getLogger("wsbench")
+
+
+class InvalidOutput(WsbenchError):
+    """A model whose outputs do not fit the task (a method's bug, named in one line)."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +52,16 @@ class TrainConfig:
     eval_batch_size: int = 512
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     compile: bool = False
+    patience: int | None = None  # stop after this many epochs without a better validation score
 
     def to_dict(self) -> dict:
         """The fields, as a record's identity holds them; a bf16 run also holds
         :data:`BF16_VERSION`, so that a change to what autocast covers starts new records
-        for bf16 runs only."""
+        for bf16 runs only; ``patience`` appears only where it is set (the early-stopping
+        rule is part of the identity; runs without one keep theirs)."""
         fields = asdict(self)
+        if self.patience is None:
+            del fields["patience"]
         if self.precision == "bf16":
             fields["bf16_version"] = BF16_VERSION
         return fields
@@ -162,10 +171,24 @@ def is_better(metric: str, value: float | None, best: float | None) -> bool:
     return value > best if METRICS[metric].higher_is_better else value < best
 
 
+def check_outputs(outputs: Tensor, targets: Tensor, task: str, out_dim: int | None) -> None:
+    """Refuse a model whose outputs do not fit the task (``InvalidOutput``, one line)."""
+    if task == "edit":
+        return
+    classes = outputs.shape[-1] if out_dim is None else out_dim  # None: any number of classes
+    expected = (len(targets), classes) if task == "classification" else (len(targets), 1)
+    if tuple(outputs.shape) != expected:
+        raise InvalidOutput(f"the model returned outputs of shape {tuple(outputs.shape)} for {len(targets)} networks; "
+                            f"valid: {expected} ({task})")
+
+
 def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
           metrics: tuple[str, ...], config: TrainConfig, seed: int, device: torch.device,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``model`` in place; on return it holds the best-validation weights."""
+          on_epoch: Callable[[dict], None] | None = None, out_dim: int | None = None) -> TrainResult:
+    """Train ``model`` in place; on return it holds the best-validation weights. With
+    ``config.patience``, training stops once that many epochs passed without a better
+    validation score. ``out_dim``: the classes, to check the model's outputs on the first
+    batch."""
     seed_everything(seed)
     order = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -185,7 +208,10 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
             weights, targets = train_split.batch(index)
             optimiser.zero_grad(set_to_none=True)
             with autocast(config, device):
-                loss = loss_fn(step_model(weights).float(), targets)
+                outputs = step_model(weights).float()
+                if seen == 0:
+                    check_outputs(outputs, targets, task, out_dim)
+                loss = loss_fn(outputs, targets)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimiser.step()
@@ -205,6 +231,8 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
         if is_better(primary, val[primary], best_value):
             best_value, result.best_epoch, result.best_val = val[primary], epoch, val
             best_state = copy.deepcopy(model.state_dict())
+        elif config.patience is not None and epoch - result.best_epoch >= config.patience:
+            break
     result.train_seconds = time.perf_counter() - start
     result.samples_per_second = seen / max(result.train_seconds, 1e-9)
     if best_state is None:

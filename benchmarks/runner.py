@@ -17,11 +17,13 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from benchmarks.evaluation import evaluate_test
 from benchmarks.host_memory import keep_freed_memory, release_freed_memory
+from benchmarks.plugins import PluginSpec, method_origin
 from benchmarks.metrics import Undefined
 from benchmarks.protocol import PROTOCOL_VERSION, TrainConfig, profile_config, train
 from benchmarks.record_schema import SCHEMA_VERSION, RunConfig, RunRecord
@@ -33,7 +35,7 @@ from benchmarks.tracking import Tracker
 from datasets.dataset_table import DATASETS
 from datasets.errors import UnsupportedArchitecture, WsbenchError
 from datasets.files import try_lock
-from datasets.method_table import METHODS
+from datasets.method_table import METHODS, build_method
 from datasets.source import LoadOptions
 from datasets.weight_dataset import WeightDataset
 
@@ -42,9 +44,11 @@ log = logging.getLogger("wsbench")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What the command line asks of one run; picklable, so runs can go to worker processes.
+    """What is asked of one run; picklable, so runs can go to worker processes.
     ``profile``: the training budget (quick, paper or smoke); ``model_profile``: the model
-    sizes (quick or paper)."""
+    sizes (quick or paper); ``method_options``: typed hyperparameter overrides;
+    ``patience``: the early-stopping rule (``None``: train every epoch); ``plugins``: what a
+    worker imports first to know the method and the dataset."""
 
     suite: str
     dataset: str
@@ -57,14 +61,17 @@ class RunSpec:
     device: str = "cpu"
     track: str = "none"
     model_profile: str = "quick"
-    method_options: tuple[tuple[str, str], ...] = ()
+    method_options: tuple[tuple[str, Any], ...] = ()
     precision: str = "fp32"
     compile: bool = False
     lr: float | None = None
+    patience: int | None = None
+    plugins: PluginSpec = PluginSpec()
 
     def train_config(self) -> TrainConfig:
         optim = {**METHODS[self.method].optimiser(self.model_profile), **({"lr": self.lr} if self.lr else {})}
-        return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile)
+        return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile,
+                              patience=self.patience)
 
     def label(self) -> str:
         return f"{self.dataset} / {self.method} / seed {self.seed}"
@@ -88,9 +95,12 @@ def load_dataset(name: str, options: LoadOptions, suite: str) -> WeightDataset:
 
 
 def plan(spec: RunSpec, dataset: WeightDataset) -> Planned:
-    """The run's configuration: everything that changes its result."""
+    """The run's configuration: everything that changes its result. A plugin method's
+    origin (module, distribution, version, source hash) and a paper profile that falls back
+    to the quick one are part of it only where they apply, so built-in configurations keep
+    their identity."""
     method = METHODS[spec.method]
-    options = {k: method.check_option(spec.model_profile, k, v) for k, v in spec.method_options}
+    options = dict(spec.method_options)
     try:
         task, _ = method_task(method, dataset)
         hparams = method.hyperparameters(task, spec.model_profile, options)
@@ -102,6 +112,11 @@ def plan(spec: RunSpec, dataset: WeightDataset) -> Planned:
                        hyperparameters=hparams, model_profile=spec.model_profile, method_options=options,
                        profile=spec.profile, train=spec.train_config().to_dict(),
                        protocol_version=PROTOCOL_VERSION, data=data)
+    origin = method_origin(method)
+    if origin is not None:
+        config["method_origin"] = origin
+    if method.profile_used(spec.model_profile) != spec.model_profile:
+        config["model_profile_used"] = method.profile_used(spec.model_profile)
     return Planned(spec, config)
 
 
@@ -135,12 +150,12 @@ def peak_memory_mb(device: torch.device) -> float:
 def build_model(planned: Planned, dataset: WeightDataset) -> torch.nn.Module:
     """The method for the dataset's architectures, with the planned hyperparameters (and the
     suite's wrapper)."""
-    method = METHODS[planned.spec.method]
-    task, shape = method_task(method, dataset)
-    torch.manual_seed(planned.spec.seed)
-    model = method.build(task, **planned.config["hyperparameters"])
+    spec = planned.spec
+    task, shape = method_task(METHODS[spec.method], dataset)
+    torch.manual_seed(spec.seed)
+    model = build_method(spec.method, task, profile=spec.model_profile, **dict(spec.method_options))
     model = SharedShape(model, shape) if shape is not None else model
-    return SUITES[planned.spec.suite].wrap(model, dataset)
+    return SUITES[spec.suite].wrap(model, dataset)
 
 
 def missing_transforms(record: RunRecord, suite: Suite, dataset: WeightDataset) -> list[str]:
@@ -178,7 +193,8 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
     device, config = torch.device(spec.device), spec.train_config()
     base: RunRecord = {"schema": SCHEMA_VERSION, "config": planned.config, "config_id": config_id(planned.config),
                        "seed": spec.seed, "run_id": run_id(planned.config, spec.seed),
-                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "claims": sorted(METHODS[spec.method].symmetries)}
     try:
         model = build_model(planned, dataset)
     except UnsupportedArchitecture as err:
@@ -196,7 +212,7 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
 
     try:
         result = train(model, dataset.train, dataset.val, task=dataset.task, metrics=suite.metrics, config=config,
-                       seed=spec.seed, device=device, on_epoch=on_epoch)
+                       seed=spec.seed, device=device, on_epoch=on_epoch, out_dim=dataset.out_dim)
         start = time.perf_counter()
         test = evaluate_test(model, dataset, suite, config=config, device=device, seed=spec.seed)
         eval_seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ constants that tell that source which member of its family it is.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,11 +67,13 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A registered dataset: its facts, its source class and the source's constants."""
+    """A registered dataset: its facts, its source class, the source's constants and the
+    module that registered it (which a worker process imports to know it)."""
 
     info: DatasetInfo
     source: type["DatasetSource"]
     constants: dict[str, Any] = field(default_factory=dict)
+    module: str = "datasets.sources"
 
     def open(self, options: "LoadOptions") -> "DatasetSource":
         """The source for these load options (options are parsed and checked here)."""
@@ -80,6 +83,10 @@ class DatasetEntry:
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
-def register_dataset(info: DatasetInfo, source: type["DatasetSource"], **constants: Any) -> DatasetEntry:
-    """Declare ``info`` and the source that reads or builds it."""
-    return DATASETS.add(info.name, DatasetEntry(info, source, constants))
+def register_dataset(info: DatasetInfo, source: type["DatasetSource"], *, module: str | None = None,
+                     **constants: Any) -> DatasetEntry:
+    """Declare ``info`` and the source that reads or builds it (``constants``: the facts that
+    make the source one member of its family). ``module``: the module registering it
+    (default: the caller's)."""
+    module = module or sys._getframe(1).f_globals.get("__name__", "__main__")
+    return DATASETS.add(info.name, DatasetEntry(info, source, constants, module))

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import benchmarks.grid as grid
 import benchmarks.run as run
 from benchmarks.robustness import TOLERANCE, TRANSFORMS
 from benchmarks.suites import SUITES
@@ -30,7 +31,7 @@ def test_smoke_runs_every_method_and_symmetry_claims_hold(tmp_path):
 
 
 def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monkeypatch, caplog):
-    real, calls = run.execute, []
+    real, calls = grid.execute, []
 
     def interrupted(planned, dataset):
         calls.append(planned.spec.seed)
@@ -38,13 +39,13 @@ def test_resume_skips_finished_runs_and_survives_an_interruption(tmp_path, monke
             raise KeyboardInterrupt
         return real(planned, dataset)
 
-    monkeypatch.setattr(run, "execute", interrupted)
+    monkeypatch.setattr(grid, "execute", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1")
     done = record_files(tmp_path)
     assert len(done) == 1 and json.loads(done[0].read_text())["status"] == "ok"
     stamp = done[0].stat().st_mtime_ns
-    monkeypatch.setattr(run, "execute", real)
+    monkeypatch.setattr(grid, "execute", real)
     assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "1", "2", "--epochs", "2", "--jobs", "1") == 0
     assert len(record_files(tmp_path)) == 3 and done[0].stat().st_mtime_ns == stamp
     # a corrupt record is set aside and redone; the others are left alone
