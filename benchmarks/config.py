@@ -79,6 +79,11 @@ class EvaluationConfig:
     plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("data_root", "dataset_source", "out"):  # Python callers may give strings
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        for name in ("datasets", "methods", "seeds", "plugins"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, low, high in (("epochs", 1, MAX_EPOCHS), ("patience", 1, MAX_EPOCHS), ("threads", 1, 256),
                                 ("jobs", 1, 64), ("limit", 1, 10**9)):
             value = getattr(self, name)

@@ -4,9 +4,12 @@ Recipe (the DWSNets MNIST INRs, Navon et al. 2023): SIREN ``in -> 32 -> 32 -> ou
 sine layers with omega_0 = 30, a linear output, +0.5 added to the output, targets are
 pixel intensities in [0, 1] at coordinates ``meshgrid(linspace(-1,1,W), linspace(-1,1,H))``
 ('xy', x fastest). Every sine layer is initialised U(+-sqrt(6/fan_in)/30), biases 0; the
-output layer keeps PyTorch's default Linear init. Each network has its own Adam state
+output layer keeps PyTorch's default Linear init. Full-batch Adam on the mean squared error
+for ``steps`` steps at learning rate ``lr`` (each builder sets its own; the ``mnist-inr``
+values and why: docs/notes/mnist-inr-builder.md). Each network has its own Adam state
 (Adam is per-parameter), and the loss is the sum of per-network mean squared errors, so a
-network's trajectory does not depend on what else is in its chunk.
+network's trajectory does not depend on what else is in its chunk. The initialisation is
+drawn on the CPU whatever the fitting device, so a device changes float rounding only.
 """
 
 from __future__ import annotations
@@ -117,17 +120,17 @@ def _fitting_loss(spec: ArchSpec, coords: Tensor, compile: bool) -> Callable[[We
     return guarded
 
 
-
 def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
                description: str = "fitting SIRENs", compile: bool = False,
-               store: ChunkStore | None = None) -> tuple[WeightSpace, Tensor]:
-    """Fit one SIREN per image. ``images``: ``(N, C, H, W)`` in [0, 1]. ``compile`` changes
-    the speed, not the recipe (results equal up to float rounding). With a ``store``, every
-    finished chunk is kept there and a chunk already in it is not fitted again.
-    Returns the weights and each INR's PSNR (dB) after the last step."""
+               store: ChunkStore | None = None, device: str | torch.device = "cpu") -> tuple[WeightSpace, Tensor]:
+    """Fit one SIREN per image on ``device``. ``images``: ``(N, C, H, W)`` in [0, 1].
+    ``compile`` and ``device`` change the speed, not the recipe (results equal up to float
+    rounding). With a ``store``, every finished chunk is kept there and a chunk already in
+    it is not fitted again. Returns the weights and each INR's PSNR (dB) after the last
+    step, both on the CPU."""
     count, channels, height, width = images.shape
     spec = siren_spec(recipe.hidden, recipe.depth, 2, channels, recipe.omega)
-    coords = pixel_grid(height, width)
+    coords = pixel_grid(height, width).to(device)
     targets = images.flatten(2).transpose(1, 2).float()  # (N, H*W, C), x fastest
     loss_of = _fitting_loss(spec, coords, compile)
     parts, scores = [], []
@@ -140,10 +143,8 @@ def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
             ws = WeightSpace.from_flat(spec, done["weights"])
             score = done["psnr"]
         else:
-            ws = _fit_chunk(spec, target, recipe, chunk_generator(recipe.seed, index), loss_of,
-                            lambda: bar.update(len(target)))
-            with torch.no_grad():
-                score = psnr(forward(ws, coords), target)
+            ws, score = _fit_and_score(spec, target.to(device), recipe, chunk_generator(recipe.seed, index), coords,
+                                       loss_of, lambda: bar.update(len(target)))
             if store is not None:
                 store.put(key, {"weights": ws.flatten(), "psnr": score})
         parts.append(ws)
@@ -152,10 +153,21 @@ def fit_sirens(images: Tensor, recipe: SirenRecipe, *, progress: bool = True,
     return WeightSpace.cat(parts), torch.cat(scores)
 
 
+def _fit_and_score(spec: ArchSpec, target: Tensor, recipe: SirenRecipe, generator: torch.Generator, coords: Tensor,
+                   loss_of: Callable[[WeightSpace, Tensor], Tensor],
+                   on_step: Callable[[], None]) -> tuple[WeightSpace, Tensor]:
+    """One chunk fitted on ``target``'s device: its weights and PSNR, on the CPU."""
+    ws = _fit_chunk(spec, target, recipe, generator, loss_of, on_step)
+    with torch.no_grad():
+        score = psnr(forward(ws, coords), target)
+    return ws.to("cpu"), score.cpu()
+
+
 def _fit_chunk(spec: ArchSpec, target: Tensor, recipe: SirenRecipe, generator: torch.Generator,
                loss_of: Callable[[WeightSpace, Tensor], Tensor], on_step: Callable[[], None]) -> WeightSpace:
-    """Adam on one chunk of SIRENs for ``recipe.steps`` steps."""
-    ws = siren_init(spec, len(target), generator)
+    """Adam on one chunk of SIRENs for ``recipe.steps`` steps, on ``target``'s device (the
+    initialisation is drawn on the CPU)."""
+    ws = siren_init(spec, len(target), generator).to(target.device)
     params = [t.requires_grad_() for t in (*ws.weights, *ws.biases)]
     optimiser = torch.optim.Adam(params, lr=recipe.lr)
     for _ in range(recipe.steps):

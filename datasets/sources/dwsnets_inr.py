@@ -4,15 +4,20 @@
 When the source folder holds the published DWSNets files (Navon et al. 2023; layouts in
 ``datasets.io.dwsnets_layout``) they are read. Otherwise the INRs are **built** from the raw
 images with the DWSNets recipe (``datasets.inr_fitting``; DWSNets never published their
-fitting script): the MNIST / Fashion-MNIST IDX files, split 55,000 / 5,000 / 10,000
-(validation = a fixed-seed 1/12 of the training images, test = the t10k images), or the
-CIFAR-10 python batches for ``cifar10-inr`` (3 output channels; 45,000 / 5,000 / 10,000). No
-CIFAR-10 INRs were published; ``cifar10-inr`` reads its own export back.
+fitting script) at 1,500 Adam steps of learning rate 1e-3, the setting whose per-layer
+weight and bias std match the published MNIST INRs' (within 2% on 512 images; study:
+docs/notes/mnist-inr-builder.md): the MNIST / Fashion-MNIST IDX files, split 55,000 / 5,000
+/ 10,000 (validation = a fixed-seed 1/12 of the training images, test = the t10k images),
+or the CIFAR-10 python batches for ``cifar10-inr`` (3 output channels; 45,000 / 5,000 /
+10,000). No CIFAR-10 INRs were published; ``cifar10-inr`` reads its own export back. The
+card sets the per-layer std beside the published INRs' (``published_comparison``; MNIST and
+Fashion-MNIST).
 
 Options: the recipe (``steps``, ``lr``, ``hidden``, ...; building only), ``compile`` (fit
-through ``torch.compile``: speed only) and ``export=DIR``, which writes the dataset (read or
-built) in the DWSNets layout so other tools can read it. A build keeps its finished chunks,
-so an interrupted build resumes where it stopped.
+through ``torch.compile``) and ``device`` (fit on ``cuda``), both speed only, and
+``export=DIR``, which writes the dataset (read or built) in the DWSNets layout so other
+tools can read it. A build keeps its finished chunks, so an interrupted build resumes where
+it stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.card import PUBLISHED_MNIST_INR_STD, summary
+from datasets.card import PUBLISHED_FMNIST_INR_STD, PUBLISHED_MNIST_INR_STD, published_comparison, summary
 from datasets.dataset_table import DatasetInfo, RemoteFile, register_dataset
 from datasets.errors import ConfigError, DataNotFound
 from datasets.inr_fitting import SirenRecipe, fit_sirens
@@ -49,11 +54,13 @@ from datasets.source import Built, DatasetSource
 from datasets.spec import siren_spec
 from datasets.validation import Skipper
 from datasets.weight_dataset import SPLITS, Split, WeightDataset
+from datasets.weights import WeightSpace
 
 log = logging.getLogger("wsbench")
 DWSNETS_URL = "https://www.dropbox.com/sh/56pakaxe58z29mq/AABtWNkRYroLYe_cE3c90DXVa?dl=0"
+# steps and lr: the per-layer std of the published MNIST INRs (docs/notes/mnist-inr-builder.md);
 # chunk 32 is the fastest on a CPU for 28x28 images (scripts/bench_inr_fit.py)
-RECIPE = SirenRecipe(steps=300, lr=5e-3, chunk=32)
+RECIPE = SirenRecipe(steps=1500, lr=1e-3, chunk=32)
 RAW_IMAGES = {"idx": "the IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
                      "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)",
               "cifar": f"the CIFAR-10 python batches ({cifar.FOLDER}/)"}
@@ -75,7 +82,8 @@ class DwsnetsInr(DatasetSource):
     Constants (set at registration): ``layout`` (where the INR files sit), ``images``
     (``"idx"`` or ``"cifar"``), ``channels`` (SIREN outputs), ``val_fraction`` (share of the
     training images held out for validation), ``inr_download`` (where the published INRs
-    are, ``None`` if none were published) and ``images_download`` (where the images are)."""
+    are, ``None`` if none were published), ``images_download`` (where the images are) and
+    ``published_std`` (the published INRs' per-layer std with their name, ``None`` if none)."""
 
     layout: DwsnetsLayout | None = None
     images: str = "idx"
@@ -83,12 +91,16 @@ class DwsnetsInr(DatasetSource):
     val_fraction: float = 1 / 12
     inr_download: str | None = None
     images_download: str = ""
+    published_std: tuple[str, dict[str, list[float]]] | None = None
     options = {**RECIPE.options(),
                "compile": Option(True, "fit through torch.compile (speed only; eager if compiling fails)",
                                  fingerprint=False),
+               "device": Option("cpu", "fit on this device (speed only)", choices=("cpu", "cuda"), fingerprint=False),
                "export": Option("", "write the dataset in the DWSNets layout into this folder", fingerprint=False)}
 
     def check(self) -> None:
+        if self.config["device"] == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{self.info.name} option device=cuda: no CUDA device here; use device=cpu")
         target = self.config["export"]
         if target:
             existing = next(p for p in (Path(target), *Path(target).parents) if p.exists())
@@ -162,9 +174,17 @@ class DwsnetsInr(DatasetSource):
         card = {"origin": f"published DWSNets INRs, read from {pub.inr_dir or self.source_dir}",
                 "splits_file": str(pub.splits_file) if pub.splits_file else
                 f"none: DWSNets-style split, seed {VAL_SEED}",
-                "target": "image class (10)", "published_mnist_inr_std": PUBLISHED_MNIST_INR_STD,
+                "target": "image class (10)", **self.comparison(WeightSpace.cat([s.weights for s in splits.values()])),
                 "skipped": skipper.summary()}
         return Built(splits["train"], splits["val"], splits["test"], card)
+
+    def comparison(self, ws: WeightSpace) -> dict:
+        """``{"published_comparison": ...}``: the per-layer std of ``ws`` beside the published
+        INRs'; empty where none were published."""
+        if self.published_std is None or not len(ws):
+            return {}
+        against, std = self.published_std
+        return {"published_comparison": published_comparison(ws, std, against)}
 
     def read_images(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{"train"|"test": (images (N, C, H, W) uint8, labels (N,))}``."""
@@ -183,11 +203,11 @@ class DwsnetsInr(DatasetSource):
         index = split_indices(len(data["train"][0]), len(data["test"][0]), self.val_fraction, self.load_options.limit)
         file_of = {"train": "train", "val": "train", "test": "test"}
         images = np.concatenate([data[file_of[s]][0][index[s]] for s in SPLITS])
-        recipe, compiled = SirenRecipe.of(self.config), self.config["compile"]
+        recipe, compiled, device = SirenRecipe.of(self.config), self.config["compile"], self.config["device"]
         start = time.perf_counter()
         ws, scores = fit_sirens(torch.from_numpy(images).float() / 255, recipe, progress=self.progress,
                                 description=f"{self.info.name}: fitting SIRENs", compile=compiled,
-                                store=self.checkpoints)
+                                store=self.checkpoints, device=device)
         seconds = time.perf_counter() - start
         splits, at = {}, 0
         for s in SPLITS:
@@ -201,9 +221,9 @@ class DwsnetsInr(DatasetSource):
                 "target": "image class (10)",
                 "split": f"validation = a fixed-seed ({VAL_SEED}) {self.val_fraction:.4g} of the training images, "
                          f"test = the test images",
-                "fit": {**recipe.to_dict(), "optimizer": "Adam", "compiled": compiled, "seconds": round(seconds, 1),
-                        "inrs_per_second": round(len(ws) / max(seconds, 1e-9), 2)},
-                "psnr_db": summary(scores), "published_mnist_inr_std": PUBLISHED_MNIST_INR_STD}
+                "fit": {**recipe.to_dict(), "optimizer": "Adam", "compiled": compiled, "device": device,
+                        "seconds": round(seconds, 1), "inrs_per_second": round(len(ws) / max(seconds, 1e-9), 2)},
+                "psnr_db": summary(scores), **self.comparison(ws)}
         return Built(splits["train"], splits["val"], splits["test"], card)
 
     def after_load(self, dataset: WeightDataset) -> None:
@@ -234,7 +254,7 @@ FMNIST_INRS = (RemoteFile("https://www.dropbox.com/sh/56pakaxe58z29mq/AAAssoHq71
                           "73fd51cad2449284618460f34d4bba456de9707f481a83a66b66450e360adbd1"))
 
 register_dataset(DatasetInfo(
-    "mnist-inr", ("inr", "edit"), "classification", 10, version=2, splits=(55_000, 5_000, 10_000),
+    "mnist-inr", ("inr", "edit"), "classification", 10, version=3, splits=(55_000, 5_000, 10_000),
     files=MNIST_INRS + idx_files(MNIST_MIRROR),
     description="SIRENs 2-32-32-1 of MNIST digits (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; MNIST images http://yann.lecun.com/exdb/mnist/",
@@ -242,10 +262,11 @@ register_dataset(DatasetInfo(
     DwsnetsInr, raw_folder="mnist", images="idx", channels=1, val_fraction=5_000 / 60_000,
     layout=DwsnetsLayout("mnist", "mnist-inrs", ("mnist_splits.json", "splits.json"), prefix="mnist_png"),
     inr_download=f"{DWSNETS_URL} (mnist-inrs.zip)",
+    published_std=("DWSNets MNIST INRs (Navon et al. 2023)", PUBLISHED_MNIST_INR_STD),
     images_download=f"the MNIST IDX files from {MNIST_MIRROR} or http://yann.lecun.com/exdb/mnist/")
 
 register_dataset(DatasetInfo(
-    "fmnist-inr", ("inr", "edit"), "classification", 10, version=2, splits=(55_000, 5_000, 10_000),
+    "fmnist-inr", ("inr", "edit"), "classification", 10, version=3, splits=(55_000, 5_000, 10_000),
     files=FMNIST_INRS + idx_files(FASHION_MIRROR),
     description="SIRENs 2-32-32-1 of Fashion-MNIST images (DWSNets): the published files, or built from the IDX files",
     source=f"DWSNets INRs (Navon et al. 2023) {DWSNETS_URL}; Fashion-MNIST images "
@@ -254,11 +275,12 @@ register_dataset(DatasetInfo(
     DwsnetsInr, raw_folder="fashion-mnist", images="idx", channels=1, val_fraction=5_000 / 60_000,
     layout=DwsnetsLayout("fmnist", "fmnist_inrs", ("splits.json", "fmnist_splits.json")),
     inr_download=f"{DWSNETS_URL} (fmnist_inrs.zip)",
+    published_std=("DWSNets Fashion-MNIST INRs (Navon et al. 2023)", PUBLISHED_FMNIST_INR_STD),
     images_download=f"the Fashion-MNIST IDX files from {FASHION_MIRROR} or "
                     f"https://github.com/zalandoresearch/fashion-mnist (data/fashion/)")
 
 register_dataset(DatasetInfo(
-    "cifar10-inr", ("inr", "edit"), "classification", 10, version=2, splits=(45_000, 5_000, 10_000),
+    "cifar10-inr", ("inr", "edit"), "classification", 10, version=3, splits=(45_000, 5_000, 10_000),
     description="SIRENs 2-32-32-3 of CIFAR-10 images (RGB), built locally with the DWSNets recipe",
     source=f"CIFAR-10 python batches (Krizhevsky 2009) {cifar.URL}",
     licence="CIFAR-10 images (Krizhevsky 2009): no licence stated by the authors"),

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from datasets.errors import ConfigError
 from datasets.functional import forward
 from datasets.inr_fitting import SirenRecipe, fit_sirens, pixel_grid, siren_init
-from datasets.sources.digits_inr import RECIPE, split_images
+from datasets.sources.digits_inr import RECIPE, DigitsInr, split_images
 from datasets.spec import siren_spec
 
 
@@ -49,6 +49,30 @@ def test_compiled_fitting_is_the_same_recipe():
     compiled, compiled_psnr = fit_sirens(images, recipe, progress=False, compile=True)
     assert torch.allclose(eager.flatten(), compiled.flatten(), atol=1e-5)
     assert torch.allclose(eager_psnr, compiled_psnr, atol=1e-3)
+
+
+def test_fitting_on_a_device_returns_cpu_tensors_of_the_same_fit():
+    """``device`` changes where the chunk is fitted, not the recipe: the CPU gives the default's
+    numbers bit for bit, a GPU (where present) the same fit up to float rounding."""
+    images = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    recipe = SirenRecipe(steps=5, lr=3e-3, chunk=2)
+    default, default_psnr = fit_sirens(images, recipe, progress=False)
+    on_cpu, cpu_psnr = fit_sirens(images, recipe, progress=False, device="cpu")
+    assert torch.equal(default.flatten(), on_cpu.flatten()) and torch.equal(default_psnr, cpu_psnr)
+    if torch.cuda.is_available():
+        on_gpu, gpu_psnr = fit_sirens(images, recipe, progress=False, device="cuda")
+        assert on_gpu.device.type == "cpu" and gpu_psnr.device.type == "cpu"
+        assert torch.allclose(default.flatten(), on_gpu.flatten(), atol=1e-4)
+
+
+def test_the_digits_recipe_and_its_options_are_unchanged():
+    """digits-inr's shipped reference records depend on its recipe: the dict that enters its
+    card and the options that enter its fingerprint stay these."""
+    assert RECIPE.to_dict() == {"hidden": 8, "depth": 2, "omega": 30.0, "steps": 300, "lr": 3e-3, "chunk": 2048,
+                                "seed": 0}
+    assert sorted(RECIPE.options()) == ["chunk", "depth", "hidden", "lr", "omega", "seed", "steps"]
+    assert sorted(DigitsInr.options) == ["augment", "chunk", "depth", "extra_views", "hidden", "lr", "omega",
+                                         "seed", "steps", "views"]
 
 
 def test_splits_are_by_image_stratified_and_fixed():

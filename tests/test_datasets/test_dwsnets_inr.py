@@ -8,6 +8,7 @@ import pytest
 import torch
 from inr_files import dwsnets_state, load, write_fmnist_inrs, write_mnist_inrs, write_smooth_cifar
 
+from datasets.card import PUBLISHED_FMNIST_INR_STD
 from datasets.dataset_table import DATASETS
 from datasets.errors import DataNotFound, InvalidData, InvalidItem, WsbenchError
 from datasets.io.dwsnets_layout import Published, Resolver
@@ -29,7 +30,10 @@ def test_reads_the_published_mnist_layout(tmp_path):
     assert torch.equal(ds.train.weights.biases[2][0], first["seq.2.bias"])
     assert ds.val.extras["image"].tolist() == [1005, 1006]
     assert ds.card["skipped"] == {} and "published DWSNets" in ds.card["origin"]
-    assert ds.card["layer_statistics"][SPEC.describe()]["weight_std"] and ds.card["published_mnist_inr_std"]
+    assert ds.card["layer_statistics"][SPEC.describe()]["weight_std"]
+    rows = ds.card["published_comparison"]["rows"]
+    assert [r["published"] for r in rows] == [0.0628, 0.0213, 0.0183, 0.0110, 0.1179, 0.0999]
+    assert all(r["ratio"] == pytest.approx(r["ours"] / r["published"], rel=1e-2, abs=2e-3) for r in rows)
     assert "dropbox.com" in ds.card["source"] and ds.card["licence"].startswith("MNIST images CC BY-SA 3.0")
 
 
@@ -53,6 +57,9 @@ def test_reads_the_published_fmnist_layout(tmp_path):
     assert ds.train.targets.tolist() == [0, 1, 2, 3] and ds.test_split().targets.tolist() == [6, 7, 8]
     assert ds.test_split().extras["image"].tolist() == [6, 7, 8]
     assert torch.equal(ds.val.weights.weights[0][1], dwsnets_state(5)["seq.0.weight"])
+    comparison = ds.card["published_comparison"]
+    assert comparison["against"].startswith("DWSNets Fashion-MNIST INRs")
+    assert [r["published"] for r in comparison["rows"][::2]] == PUBLISHED_FMNIST_INR_STD["weights"]
 
 
 def test_without_a_splits_file_the_split_is_made_like_dwsnets(tmp_path):
@@ -156,7 +163,7 @@ def test_cifar10_inr_is_built_with_three_output_channels_and_reads_its_export(tm
     assert [len(ds.train), len(ds.val), len(ds.test_split())] == [13, 2, 3]
     assert ds.train.weights.spec == siren_spec(out_features=3)
     assert ds.card["fit"]["steps"] == 60 and ds.test_split().targets.tolist() == [5, 6, 7]
-    assert ds.card["psnr_db"]["median"] > 20
+    assert ds.card["psnr_db"]["median"] > 20 and "published_comparison" not in ds.card  # none were published
     assert (tmp_path / "out" / "cifar10_splits.json").is_file()
     back = load("cifar10-inr", tmp_path / "cache", tmp_path / "out")
     assert torch.equal(back.train.weights.flatten(), ds.train.weights.flatten())

@@ -2,6 +2,7 @@
 process the name must be ours (or give one clear error); other code's ``import datasets``
 must be left alone."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +13,7 @@ import benchmarks  # noqa: F401  (binds the name)
 import datasets
 
 REPO = Path(__file__).resolve().parents[2]
-STAND_IN = """[build-system]
-requires = ["setuptools"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "datasets"
-version = "99.0"
-
-[tool.setuptools]
-packages = ["datasets"]
-"""
+METADATA = "Metadata-Version: 2.1\nName: datasets\nVersion: 99.0\n"
 
 
 def test_datasets_is_the_local_package():
@@ -31,26 +22,28 @@ def test_datasets_is_the_local_package():
 
 @pytest.mark.slow
 def test_a_stand_in_hugging_face_datasets_neither_hides_ours_nor_is_hidden(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    stand_in = tmp_path / "stand-in"
-    (stand_in / "datasets").mkdir(parents=True)
-    (stand_in / "datasets" / "__init__.py").write_text("STAND_IN = True\n")
-    (stand_in / "pyproject.toml").write_text(STAND_IN)
-    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run([*pip, str(stand_in)], check=True, cwd=tmp_path)
-    subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=tmp_path)
+    """A package named ``datasets`` installed ahead of ours on the path (a folder with the
+    package and its ``.dist-info``, as pip lays it out; no pip or virtualenv needed, so the
+    test runs in whatever environment wsbench was installed into)."""
+    site = tmp_path / "site"
+    (site / "datasets").mkdir(parents=True)
+    (site / "datasets" / "__init__.py").write_text("STAND_IN = True\n")
+    (site / "datasets-99.0.dist-info").mkdir()
+    (site / "datasets-99.0.dist-info" / "METADATA").write_text(METADATA)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([python, *args], cwd=elsewhere, capture_output=True, text=True, timeout=300)
+        return subprocess.run([sys.executable, *args], cwd=elsewhere, env=env, capture_output=True, text=True,
+                              timeout=300)
 
     theirs = run("-c", "import datasets; print(datasets.STAND_IN)")
     assert theirs.returncode == 0 and theirs.stdout.strip() == "True"  # other projects keep their datasets
     ours = run("-c", "import benchmarks, datasets; print(datasets.__file__)")
     assert ours.returncode == 0 and Path(ours.stdout.strip()).resolve().is_relative_to(REPO), ours.stderr
+    facade = run("-c", "import wsbench, datasets; print(datasets.__file__)")
+    assert facade.returncode == 0 and Path(facade.stdout.strip()).resolve().is_relative_to(REPO), facade.stderr
     listing = run("-m", "benchmarks.run", "--list")
     assert listing.returncode == 0 and "digits-inr" in listing.stdout, listing.stderr
     clash = run("-c", "import datasets, benchmarks")
