@@ -50,19 +50,23 @@ class PluginError(WsbenchError):
 
 @dataclass(frozen=True)
 class PluginSpec:
-    """What a worker imports before it runs: module names, and the folders to put on
-    ``sys.path`` first (those of plugin files given by path)."""
+    """What a worker imports before it runs: module names, the folders they were found in
+    (added to ``sys.path`` where missing), and the ``module:object`` method names to resolve
+    again (a plain builder registers nothing on import)."""
 
     modules: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
 
     def load(self) -> None:
-        """Import every module (each once per process)."""
+        """Import every module and resolve every method name (each once per process)."""
         for path in self.paths:
             if path not in sys.path:
                 sys.path.append(path)
         for module in self.modules:
             import_plugin(module)
+        for name in self.methods:
+            resolve_method(name)
 
 
 def import_plugin(name: str) -> str:
@@ -156,7 +160,7 @@ def spec_for(methods: list[str], datasets: list[str], plugins: tuple[str, ...]) 
     this process's ``sys.path``, where they were found."""
     modules = [*plugins, *(METHODS[m].module for m in methods), *(DATASETS[d].module for d in datasets)]
     modules = [m for m in dict.fromkeys(modules) if not is_builtin(m) and m not in ("__main__", "__mp_main__")]
-    return PluginSpec(tuple(modules), tuple(p for p in sys.path if p))
+    return PluginSpec(tuple(modules), tuple(p for p in sys.path if p), tuple(m for m in methods if ":" in m))
 
 
 def from_main(methods: list[str], datasets: list[str]) -> list[str]:

@@ -188,6 +188,17 @@ def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
         return record
 
 
+def failed(base: RunRecord, err: Exception) -> RunRecord:
+    """The record of a run that failed: a user error or a numerical failure with its message;
+    anything else is a bug, whose traceback is logged (and the next run goes on)."""
+    if isinstance(err, (WsbenchError, FloatingPointError, Undefined)):
+        return {**base, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
+    config = base["config"]
+    log.error("%s / %s / seed %d failed with a bug:\n%s", config["dataset"], config["method"], base["seed"],
+              traceback.format_exc())
+    return {**base, "status": "failed", "reason": f"bug: {type(err).__name__}: {err}"}
+
+
 def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
     spec, suite = planned.spec, SUITES[planned.spec.suite]
     device, config = torch.device(spec.device), spec.train_config()
@@ -199,6 +210,8 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         model = build_model(planned, dataset)
     except UnsupportedArchitecture as err:
         return {**base, "status": "n/a", "reason": str(err)}
+    except Exception as err:  # a builder's bug (a plugin's, say): recorded, and the next run goes on
+        return failed(base, err)
     keep_freed_memory()  # a step reuses the last step's memory instead of faulting it in again
     reset_peak_memory(device)
     tracker = Tracker.start(spec.track, spec, config)
@@ -216,13 +229,9 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         start = time.perf_counter()
         test = evaluate_test(model, dataset, suite, config=config, device=device, seed=spec.seed)
         eval_seconds = time.perf_counter() - start
-    except (WsbenchError, FloatingPointError, Undefined) as err:
+    except Exception as err:
         tracker.finish({})
-        return {**base, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
-    except Exception as err:  # a bug: record it, show its traceback, and let the next run go on
-        log.error("%s failed with a bug:\n%s", spec.label(), traceback.format_exc())
-        tracker.finish({})
-        return {**base, "status": "failed", "reason": f"bug: {type(err).__name__}: {err}"}
+        return failed(base, err)
     level, margin = suite.chance_level(dataset)
     record: RunRecord = {
         **base, "status": "ok", "metrics": test["metrics"], "undefined": test["undefined"],

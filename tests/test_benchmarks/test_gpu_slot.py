@@ -1,0 +1,123 @@
+"""``scripts/gpu_slot.py``: the dry run's plan on small IDX files, its refusals (one line,
+exit 2), the real path's refusal without CUDA, and a rehearsal of the slot on the CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from inr_files import write_mnist_idx
+
+from datasets.sources.dwsnets_inr import DwsnetsInr
+from scripts import gpu_slot
+
+
+@pytest.fixture
+def mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Four small IDX files (24 training and 4 test images), taken for the official ones."""
+    folder = tmp_path / "mnist"
+    write_mnist_idx(folder)
+    monkeypatch.setattr(gpu_slot, "MNIST_FILES", {
+        p.name: (p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest()) for p in folder.iterdir()})
+    return folder
+
+
+def slot(tmp_path: Path, *args: str) -> int:
+    return gpu_slot.main([*args, "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+
+
+def one_error_line(capsys: pytest.CaptureFixture) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err
+    return lines[0]
+
+
+def method_rows(out: str) -> dict[str, list[str]]:
+    """The dry run's method table: name -> cells."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("method "))
+    rows = {}
+    for line in lines[start + 1:]:
+        if line.startswith("command:"):
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_dry_run_prints_a_plan_that_fits(tmp_path, mnist, capsys):
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist)) == 0
+    out = capsys.readouterr().out
+    assert "INRs: 28 (train 22 / val 2 / test 4), siren 2-32-32-1: 1,185 parameters each" in out
+    assert "chunk 10,000 (1 chunk(s)" in out and "plan fits" in out
+    rows = method_rows(out)
+    assert list(rows) == [*gpu_slot.CORE, *gpu_slot.EXTRA]
+    flops = {name: float(cells[1].replace(",", "")) for name, cells in rows.items()}
+    epochs = {name: int(cells[6]) for name, cells in rows.items()}
+    assert all(f > 0 for f in flops.values())
+    assert flops["mlp"] == flops["mlp-aug"] < flops["dwsnet"] < flops["ng-gnn"] < flops["scalegmn"] \
+        < flops["scalegmn-b"] < flops["nft"]
+    assert flops["nfn-np"] < flops["nfn-hnp"] and flops["ng-gnn"] < flops["ng-t"]
+    assert all(1 <= e <= gpu_slot.EPOCHS for e in epochs.values())  # 22 training INRs: cheap epochs
+    travel = re.search(r"travel: (\d+) files, ([\d.,]+) MiB of 64.0 MiB .*carry \[\".slot\"\]", out)
+    assert travel and 0 < float(travel[2].replace(",", "")) < 64
+    assert "all on the H200 image" in out
+
+
+def test_a_plan_that_does_not_fit_is_refused_in_one_line(tmp_path, mnist, capsys):
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--methods", "mlp", "--extra", "",
+                "--budget", "60") == 2
+    assert "the plan does not fit" in one_error_line(capsys)
+
+
+def test_a_missing_idx_folder_is_refused_in_one_line(tmp_path, capsys):
+    assert slot(tmp_path, "--dry-run", "--mnist", str(tmp_path / "absent")) == 2
+    line = one_error_line(capsys)
+    assert "train-images-idx3-ubyte.gz" in line and "not found" in line
+
+
+def test_idx_files_that_are_not_the_official_ones_are_refused(tmp_path, capsys):
+    write_mnist_idx(tmp_path / "mnist")
+    assert slot(tmp_path, "--dry-run", "--mnist", str(tmp_path / "mnist")) == 2
+    assert "md5" in one_error_line(capsys)
+
+
+def test_a_source_that_cannot_fit_on_the_gpu_is_refused(tmp_path, mnist, monkeypatch, capsys):
+    options = {k: v for k, v in DwsnetsInr.options.items() if k != gpu_slot.FIT_DEVICE_OPTION}
+    monkeypatch.setattr(DwsnetsInr, "options", options)
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist)) == 2
+    assert "no dataset option 'device'" in one_error_line(capsys)
+
+
+def test_the_slot_refuses_to_start_without_cuda(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert slot(tmp_path, "--mnist", str(tmp_path / "absent")) == 2
+    assert "no CUDA device" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rehearsal_on_the_cpu_writes_the_record_the_table_and_the_archive(tmp_path, mnist,
+                                                                           monkeypatch):
+    params = gpu_slot.dataset_params
+    monkeypatch.setattr(gpu_slot, "dataset_params", lambda chunk, device: {**params(chunk, device), "steps": "50"})
+    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--methods", "mlp", "--extra", "",
+                "--budget", "60") == 0
+    summary = json.loads((tmp_path / "out" / "slot.json").read_text())
+    [row] = summary["rows"]
+    assert row["method"] == "mlp" and row["status"] == "ok" and 1 <= row["epochs"] <= gpu_slot.EPOCHS
+    assert row["flops_per_sample"] > 0 and row["samples_per_s"] > 0
+    assert set(summary["peaks"]) == {"fp32", "tf32", "bf16"}
+    assert summary["fit"]["chunk"] == 10_000
+    table = (tmp_path / "out" / "table.txt").read_text().splitlines()
+    assert table[0].split()[:3] == ["method", "epochs", "test"] and table[1].startswith("mlp ")
+    with tarfile.open(tmp_path / "out" / "runs.tar.gz") as tar:
+        [name] = [n for n in tar.getnames() if n.endswith("seed0.json")]
+        record = json.load(tar.extractfile(name))
+    assert record["config"]["train"]["epochs"] == row["epochs"] and record["config"]["profile"] == "paper"
+    assert record["metrics"]["accuracy"] == row["accuracy"]
