@@ -24,6 +24,7 @@ import benchmarks  # noqa: F401  (binds the name ``datasets`` to wsbench's own p
 from benchmarks.api import evaluate, load_dataset, score
 from benchmarks.config import EvaluationConfig
 from benchmarks.grid import GridResult
+from benchmarks.launchers import register_all
 from benchmarks.plugins import PluginError
 from datasets.contract import ContractReport, ContractViolation, check_method
 from datasets.dataset_table import DatasetInfo, register_dataset
@@ -55,3 +56,5 @@ __all__ = [
     # errors
     "WsbenchError", "PluginError",
 ]
+
+register_all()  # the built-in methods and datasets, then the installed plugins (which may import wsbench)
