@@ -20,9 +20,10 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def parse_value(label: str, text: Any, default: Any) -> Any:
     """``text`` typed like ``default``: bool, int, float, str, or a tuple (comma-separated);
-    ``label`` names the option in messages."""
+    a value already typed (from Python) is checked to be of that type. ``label`` names the
+    option in messages."""
     if not isinstance(text, str):
-        return text
+        return typed(label, text, default)
     try:
         if isinstance(default, bool):
             if text.lower() not in TRUE + FALSE:
@@ -37,6 +38,29 @@ def parse_value(label: str, text: Any, default: Any) -> Any:
     except ValueError:
         kind = "true/false" if isinstance(default, bool) else type(default).__name__
         raise ConfigError(f"{label}={text!r} is not a valid {kind}") from None
+
+
+def typed(label: str, value: Any, default: Any) -> Any:
+    """``value`` if it is of ``default``'s type (an int for a float, a list for a tuple
+    accepted), else ``ConfigError``."""
+    if default is None:
+        return value
+    if isinstance(default, tuple):
+        kind = type(default[0]) if default else object
+        if isinstance(value, (list, tuple)) and all(typed(label, v, kind()) is not None for v in value):
+            return tuple(value)
+    elif isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, type(default)):
+        return value
+    raise ConfigError(f"{label}={value!r} is not a valid {type(default).__name__}")
 
 
 def _number(value: float) -> str:
