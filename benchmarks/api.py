@@ -23,12 +23,13 @@ from benchmarks.config import EvaluationConfig, resolve
 from benchmarks.grid import GridResult, run_grid
 from benchmarks.launchers import register_all
 from benchmarks.metrics import check_inputs, compute
+from benchmarks.plugins import register_object
 from benchmarks.runner import load_dataset as prepared_dataset
 from benchmarks.suites import SUITES
 from datasets.cache import default_data_root
 from datasets.dataset_table import DATASETS
 from datasets.errors import ConfigError
-from datasets.method_table import METHODS, MethodInfo
+from datasets.method_table import MethodInfo
 from datasets.source import LoadOptions
 from datasets.weight_dataset import Split, WeightDataset
 
@@ -36,27 +37,14 @@ Method = str | MethodInfo | Callable[..., nn.Module]
 
 
 def method_name(method: Method) -> str:
-    """The name a method runs under: a string as it is; a ``MethodInfo`` registered under its
-    name; a builder registered with ``register_method`` under that name; a plain builder
-    registered (with a quick profile without hyperparameters, claiming no symmetry) under
-    ``"<module>:<qualified name>"``."""
+    """The name a method runs under: a string as it is, an object as
+    ``benchmarks.plugins.register_object`` registers it (a plain builder under
+    ``"<module>:<qualified name>"``)."""
     register_all()
     if isinstance(method, str):
         return method
-    if isinstance(method, MethodInfo):
-        if method.name not in METHODS:
-            METHODS.add(method.name, method)
-        return method.name
-    registered = getattr(method, "wsbench_method", None)
-    if registered is not None:
-        return registered
-    if not callable(method):
-        raise ConfigError(f"{method!r} is not a method; valid: a registered name, 'module:object', a MethodInfo or "
-                          f"a builder function build(task, **hyperparameters) -> nn.Module")
-    name = f"{method.__module__}:{method.__qualname__}"
-    if name not in METHODS:
-        METHODS.add(name, MethodInfo(name, method, {"quick": {}}, symmetries=frozenset()))
-    return name
+    return register_object(method, f"{getattr(method, '__module__', '__main__')}:"
+                                   f"{getattr(method, '__qualname__', type(method).__name__)}")
 
 
 def evaluate(method: Method | Sequence[Method], suite: str = "inr", *, datasets: Sequence[str] = (),

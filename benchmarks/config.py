@@ -20,8 +20,8 @@ import torch
 
 from benchmarks import tracking
 from benchmarks.launchers import LAUNCHERS, check_launcher
-from benchmarks.plugins import PluginError, PluginSpec, check_not_main, from_main, import_plugin, requested, \
-    resolve_method, spec_for
+from benchmarks.plugins import PluginError, PluginSpec, check_not_main, import_plugin, requested, \
+    resolve_method, spec_for, unimportable
 from benchmarks.protocol import PRECISIONS
 from benchmarks.records import is_reference
 from benchmarks.suites import SUITES, Suite
@@ -140,7 +140,7 @@ class Plan:
     method_options: dict[str, dict[str, Any]]
     plugins: PluginSpec
     broken: list[str] = field(default_factory=list)
-    in_process: bool = False  # a method or dataset from __main__: workers could not import it
+    in_process: bool = False  # a method or dataset a worker could not import: run here
 
 
 def unique(names) -> list[str]:
@@ -208,7 +208,7 @@ def resolve(config: EvaluationConfig) -> Plan:
         raise ConfigError("--device cuda: no CUDA device is available to this torch build")
     tracking.check(config.track)
     check_launcher(config.launcher, config.ray_address)
-    main = from_main(methods, names)
+    main = unimportable(methods, names)
     check_not_main(main, config.launcher)
     out = config.results
     if is_reference(out) and not config.update_reference:

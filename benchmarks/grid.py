@@ -88,7 +88,8 @@ def run_grid(plan: Plan) -> GridResult:
                  ", ".join(lacking))
     jobs = 1 if plan.in_process else config.parallel_jobs
     if plan.in_process and config.parallel_jobs > 1:
-        log.info("a method or dataset defined in __main__ cannot reach worker processes: running here, one at a time")
+        log.info("a method or dataset from __main__ or from inside a function cannot reach worker processes: "
+                 "running here, one at a time")
     launcher = create_launcher(config.launcher, threads=config.threads, jobs=jobs, device=config.device,
                                address=config.ray_address)
     records = list(finished)

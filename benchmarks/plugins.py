@@ -134,6 +134,14 @@ def resolve_method(name: str) -> str:
     if target is None:
         raise PluginError(f"plugin {module} has no {attribute!r}; valid: a name of a method it registers, a "
                           f"MethodInfo or a builder function")
+    return register_object(target, f"{module}:{attribute}")
+
+
+def register_object(target: object, name: str) -> str:
+    """The registered name of method object ``target``: a builder decorated with
+    ``register_method`` has its name; a ``MethodInfo`` is registered under its own; a plain
+    builder ``build(task, **hyperparameters) -> nn.Module`` under ``name``, with a quick
+    profile without hyperparameters and no symmetry claimed."""
     registered = getattr(target, "wsbench_method", None)
     if registered is not None:
         return registered
@@ -144,7 +152,6 @@ def resolve_method(name: str) -> str:
     if not callable(target):
         raise PluginError(f"{name}: {type(target).__name__} is not a method; valid: a registered builder, a "
                           f"MethodInfo or a builder function build(task, **hyperparameters) -> nn.Module")
-    name = f"{module}:{attribute}"
     if name not in METHODS:
         METHODS.add(name, MethodInfo(name, target, {"quick": {}}, symmetries=frozenset()))
     return name
@@ -163,11 +170,12 @@ def spec_for(methods: list[str], datasets: list[str], plugins: tuple[str, ...]) 
     return PluginSpec(tuple(modules), tuple(p for p in sys.path if p), tuple(m for m in methods if ":" in m))
 
 
-def from_main(methods: list[str], datasets: list[str]) -> list[str]:
-    """The selected methods and datasets registered in ``__main__``, which a worker process
-    cannot import."""
-    return ([m for m in methods if METHODS[m].module in ("__main__", "__mp_main__")]
-            + [d for d in datasets if DATASETS[d].module in ("__main__", "__mp_main__")])
+def unimportable(methods: list[str], datasets: list[str]) -> list[str]:
+    """The selected methods and datasets a worker process cannot import: registered in
+    ``__main__`` (a notebook, a ``python -c``), or a builder defined inside a function."""
+    main = ("__main__", "__mp_main__")
+    return ([m for m in methods if METHODS[m].module in main or "<locals>" in m]
+            + [d for d in datasets if DATASETS[d].module in main])
 
 
 def method_origin(info: MethodInfo) -> dict | None:
@@ -186,7 +194,7 @@ def method_origin(info: MethodInfo) -> dict | None:
 
 
 def check_not_main(names: list[str], launcher: str) -> None:
-    """A Ray task cannot import ``__main__``: refuse before any work."""
+    """A Ray task cannot import what :func:`unimportable` names: refuse before any work."""
     if names and launcher == "ray":
-        raise ConfigError(f"{', '.join(names)}: registered in __main__, which a Ray worker cannot import; put it "
-                          f"in a module and pass --plugin MODULE")
+        raise ConfigError(f"{', '.join(names)}: registered in __main__ or inside a function, which a Ray worker "
+                          f"cannot import; put it at the top of a module and pass --plugin MODULE")

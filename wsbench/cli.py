@@ -3,7 +3,6 @@ also ``python -m benchmarks.<tool>``."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 

@@ -138,7 +138,7 @@ def test_a_method_defined_in_main_runs_in_process_and_is_refused_on_ray(tmp_path
     if shutil.which("ray") or _has_ray():
         refused = run("ray")
         assert refused.returncode != 0
-        assert "registered in __main__, which a Ray worker cannot import" in refused.stderr.strip().splitlines()[-1]
+        assert "registered in __main__ or inside a function, which a Ray worker cannot import" in refused.stderr.strip().splitlines()[-1]
 
 
 def _has_ray() -> bool:
