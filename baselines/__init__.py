@@ -1,5 +1,5 @@
-"""The comparators: flat MLP, DeepSets, STATNN, DWSNet, NFN, NFT; every module here registers
-its methods on import."""
+"""The comparators: flat MLP, DeepSets, STATNN, DWSNet, NFN, NFT and probing; every module
+here registers its methods on import."""
 
 import runpy as _runpy
 from pathlib import Path as _Path

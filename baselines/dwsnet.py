@@ -35,7 +35,7 @@ default to set attention ("sab"); we use the plain pooling basis of the paper (t
 "ds" option); (2) no amsgrad (the harness's AdamW); (3) the input is normalised per layer
 (``datasets.normalisation``), not per entry, so invariance is exact; (4) the paper's
 ``1/(number of tensors)`` scaling of the summed blocks is left to the batch norm.
-Quick profile: 3 DWS layers of 16 channels.
+Quick profile: 3 DWS layers of 32 channels.
 
 Editing (task ``"edit"``): the DWS layers are equivariant maps V -> V, so the last one maps to
 one channel and its slot tensors are unfolded back to weights and biases (the inverse of
@@ -48,7 +48,8 @@ channel); they start near the identity by a small weight init of the layers inst
 Parameter counts for the SIREN 2-32-32-1 input with 10 classes (counted from the built
 modules, batch-norm affine parameters included): paper 314,762; quick 159,818 (3 layers of
 32: on the default digits data the learning-threshold study's validation accuracy was 38.1%
-at width 8, 42.6% at 16 and 46.7% at 32, and width 32 trains a quick run in about 25 s).
+at width 8, 42.6% at 16 and 46.7% at 32, and width 32 trains a quick run in about 25 s;
+docs/notes/threshold-study.md).
 We found no parameter count for this model in the paper or its code's README.
 MLPs only: conv networks and heterogeneous datasets raise ``UnsupportedArchitecture``.
 Residual connections are ignored (tied permutations are a subgroup, so invariance holds).

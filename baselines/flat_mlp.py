@@ -17,12 +17,12 @@ Published config (DWSNets baselines): 4 hidden layers of width 512 (paper profil
 profile uses 2 of width 256. Parameter count for the SIREN 2-32-32-1 input with 10 classes:
 paper 1,400,330; quick 371,978 (counted from the built modules). ``mlp-aug``'s quick profile is
 one hidden layer of 128 (153,098 parameters) at lr 3e-3, the threshold study's choice on
-validation: at 1e-3 it stays at chance on two seeds of three, at 3e-3 it leaves chance on all
-three. The plain ``mlp`` is the non-invariant control: on 4 fits per digit it left chance at
-no size, learning rate, dropout or weight decay tried (with every hidden neuron in an arbitrary
-order, 5,000 flat weight vectors carry no signal it can read); on the default data, 20 fits
-per training digit, it leaves chance and stays below every invariant method (the README's
-threshold study and leaderboard).
+validation (on the earlier 4-view build of ``digits-inr``, at lr 1e-3 it stayed at chance on
+two seeds of three, at 3e-3 on none). The plain ``mlp`` is the non-invariant control: on that
+4-view build (4 fits per digit) it left chance at no size, learning rate, dropout or weight
+decay tried (with every hidden neuron in an arbitrary order, 5,000 flat weight vectors carry
+no signal it can read); on the default data, 20 fits per training digit, it leaves chance and
+stays below every invariant method (docs/notes/threshold-study.md, results/leaderboard.md).
 """
 
 from __future__ import annotations

@@ -31,12 +31,13 @@ Deliberate differences: the reference's SIREN-classification run uses Adam (its 
 lr 1e-4, wd 0.01) with a 10k-step warmup, and the zoo run (lr 1e-3) predicts through a sigmoid
 with a BCE loss; here the harness owns the optimiser, schedule and loss, and the model outputs
 raw logits / one value. Weights are always normalised per layer (the reference normalises
-per entry, or not at all for HNP on zoos). The
-quick profile keeps the structure with 16-channel layers (the threshold study: 32 learnt no better), 32
-Fourier channels and a
-256-wide head. Parameter counts for the SIREN 2-32-32-1 input with 10 classes (from the built
-modules): nfn-np quick 168,010, paper 45,459,754; nfn-hnp quick 195,930, paper 67,521,322.
-We found no published count for this setting.
+per entry, or not at all for HNP on zoos). The quick profile keeps the structure with a
+256-wide head: for MLPs three 16-channel layers and 16 Fourier frequencies (32 channels; in
+the threshold study, docs/notes/threshold-study.md, 32-channel layers were within a point of
+16 on validation), for CNNs the published 16, 16, 5 channels. Parameter counts for the SIREN
+2-32-32-1 input with 10 classes (from the built modules): nfn-np quick 168,010, paper
+45,459,754; nfn-hnp quick 195,930, paper 67,521,322. We found no published count for this
+setting.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ Paper profile (``nft_ff.yaml``, ``perceiver.yaml``, Block defaults): m = 128 (c 
 3, 4 blocks, 8 heads, ff factor 2, dropout 0.1; 32 latents of 128, cross-attention head 64,
 2 self-attention blocks of 4 heads x 64. Quick profile: c = 16, 2 blocks, 2 heads, 16
 latents of 64, one self-attention block of 2 heads x 32, Fourier scale 0.3: with only 8
-frequencies drawn from N(0, 3^2) almost none is low enough to resolve a weight's value, and
-the quick model never left chance (``scripts/threshold_study.py``; scale 1 and 0.3 learn).
+frequencies drawn from N(0, 3^2) almost none is low enough to resolve a weight's value (on the
+earlier 4-view build of ``digits-inr`` the quick model never left chance at scale 3), and on
+the default data scale 0.3 is the best on validation (``scripts/threshold_study.py``,
+docs/notes/threshold-study.md).
 Editing (task ``"edit"``): the blocks are equivariant, so the Perceiver head is replaced by a
 LayerNorm and a per-entry linear map to one channel (per tap) whose output is the weight
 change, scaled per tensor by ``datasets.normalisation.ChangeScale`` (learned, from 0.01 of the

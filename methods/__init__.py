@@ -1,4 +1,5 @@
-"""The graph method (neural graphs); every module here registers its methods on import."""
+"""The graph methods on neural graphs (NG-GNN, NG-T, ScaleGMN, ScaleGMN-B); every module here
+registers its methods on import."""
 
 import runpy as _runpy
 from pathlib import Path as _Path

@@ -12,12 +12,13 @@ Deliberate differences from the authors' code: the graph LayerNorm normalises ea
 on its own (theirs normalises over the whole batch, so a prediction depends on its batch
 mates); the degree histogram is counted on the actual graphs (reverse edges included).
 Paper profile: hidden 32, 4 layers, dropout 0.2, reverse edges, 128 Fourier features
-(sigma 3), AdamW lr 1e-3, weight decay 5e-4. Quick profile: 3 layers, no dropout, and the
-128 Fourier features drawn at sigma 1, chosen on validation on the default digits data (3
-seeds, 6 epochs; mean validation accuracy, the epoch it left chance): 16 features at sigma 3
-(the profile before) 14.3%, epochs 4-5; 128 at sigma 3 18.2%, epochs 1-5 (one seed 12.8%);
-16 at sigma 0.3 22.8%, epochs 1-2; 128 at sigma 1 26.9%, epochs 1-2. Few features drawn at
-a large sigma leave almost no frequency low enough to resolve a weight's value.
+(sigma 3), AdamW lr 1e-3, weight decay 5e-4. Quick profile: hidden 32, 3 layers, no dropout,
+and the 128 Fourier features drawn at sigma 1, chosen on validation on the default digits
+data (3 seeds, 6 epochs; mean validation accuracy, the epoch it left chance): 16 features at
+sigma 3 14.3%, epochs 4-5; 128 at sigma 3 18.2%, epochs 1-5 (one seed 12.8%); 16 at sigma
+0.3 22.8%, epochs 1-2; 128 at sigma 1 26.9%, epochs 1-2 (docs/notes/digits-inr-default.md).
+Few features drawn at a large sigma leave almost no frequency low enough to resolve a
+weight's value.
 
 Editing (task ``"edit"``): every layer, the last included, is followed by the LayerNorm,
 SiLU and an edge update; the last update's output map gives ``kernel_size`` features per

@@ -16,7 +16,8 @@ authors' all-pairs variant: every node attends to every node of its network, non
 carrying a learned "no edge" feature; padded nodes of smaller networks in a mixed batch are
 masked out.
 Paper profile: d_node 64, d_edge 32, attention 128, 8 heads, 4 layers, dropout 0.2, 128
-Fourier features (sigma 1), AdamW lr 1e-3, weight decay 5e-4.
+Fourier features (sigma 1), AdamW lr 1e-3, weight decay 5e-4. Quick profile: d_node 64,
+d_edge 16, attention 16, 2 heads, 3 layers, no dropout, 16 Fourier features (sigma 1).
 
 Editing (task ``"edit"``, ``dense=False``): every layer, the last included, updates the
 edges; a linear map of the final edge features gives ``kernel_size`` values per forward

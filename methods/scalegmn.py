@@ -77,8 +77,9 @@ mean in-degree, since messages are summed) and every gate MLP starts near 1 (las
 Paper profiles: hidden 128, 4 layers, dropout 0.2, AdamW lr 1e-3 with weight decay 0.01
 (ScaleGMN: skip connections and edge embeddings) or 0.001 (ScaleGMN-B: positional embeddings
 in the message and update MLPs, no skips, no edge embeddings). Quick profiles: hidden 32, 3
-layers (ScaleGMN-B: 2), no dropout (``scripts/threshold_study.py``: on the default data
-hidden 32 reached 79.9% / 49.7% validation accuracy where 16 reached 67.8% / 46.0%).
+layers (ScaleGMN-B: 2), no dropout (``scripts/threshold_study.py``, docs/notes/threshold-study.md:
+on the default data hidden 32 reached 85.6% / 51.7% validation accuracy where 16 reached
+73.8% / 47.2%, measured before versions 2 and 3 of these methods).
 Parameter counts for the SIREN 2-32-32-1 input with 10 classes: ScaleGMN paper 1,598,730 / quick 75,050; ScaleGMN-B paper 3,039,754 / quick 82,698.
 """
 

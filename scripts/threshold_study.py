@@ -16,7 +16,7 @@ optimiser steps, is the "steps to leave the plateau". Per method it picks, at th
 own learning rate, the smallest size whose validation score is within ``--within`` of the
 best size's and that left the plateau; the best learning rate of each size is shown beside
 (a ``--lr`` to try; the profiles keep one learning rate per method). The test split is never
-read. Prints the table (Markdown) the README shows."""
+read. Prints the table (Markdown) of docs/notes/threshold-study.md."""
 
 from __future__ import annotations
 

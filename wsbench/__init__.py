@@ -27,11 +27,12 @@ from benchmarks.grid import GridResult
 from benchmarks.launchers import register_all
 from benchmarks.plugins import PluginError
 from datasets.contract import ContractReport, ContractViolation, check_method
-from datasets.dataset_table import DatasetInfo, register_dataset
-from datasets.errors import UnsupportedArchitecture, WsbenchError
+from datasets.dataset_table import DatasetInfo, RemoteFile, register_dataset
+from datasets.errors import ConfigError, DataNotFound, InvalidData, InvalidItem, UnsupportedArchitecture, WsbenchError
 from datasets.functional import forward
 from datasets.method_table import MethodInfo, build_method, register_method
 from datasets.normalisation import LayerStats, Normaliser
+from datasets.options import Option
 from datasets.source import Built, DatasetSource, LoadOptions
 from datasets.sources.network_folder import NetworkFolder, register_network_folder
 from datasets.spec import ArchSpec, Layer, mlp_spec, siren_spec
@@ -46,15 +47,15 @@ __all__ = [
     "register_method", "MethodInfo", "build_method", "TaskInfo", "UnsupportedArchitecture",
     "check_method", "ContractReport", "ContractViolation",
     # bring a dataset
-    "register_dataset", "DatasetInfo", "DatasetSource", "Built", "LoadOptions", "Split", "WeightDataset",
-    "NetworkFolder", "register_network_folder",
+    "register_dataset", "DatasetInfo", "DatasetSource", "Built", "LoadOptions", "Split", "WeightDataset", "Option",
+    "RemoteFile", "NetworkFolder", "register_network_folder",
     # the weight space
     "WeightSpace", "MixedWeights", "Weights", "as_mixed", "ArchSpec", "Layer", "mlp_spec", "siren_spec", "forward",
     "LayerStats", "Normaliser",
     # its symmetries (each preserves the networks' function)
     "permute_hidden", "flip_signs", "rescale_positive", "shift_phase",
     # errors
-    "WsbenchError", "PluginError",
+    "WsbenchError", "ConfigError", "DataNotFound", "InvalidData", "InvalidItem", "PluginError",
 ]
 
 register_all()  # the built-in methods and datasets, then the installed plugins (which may import wsbench)

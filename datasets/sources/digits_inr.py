@@ -7,7 +7,7 @@ published 2-32-32-1 has 18.5 parameters per pixel of an 8x8 digit, so its weight
 mostly initialisation noise and every method sits near chance; 2-8-8-1 has 1.6 (the
 published 28x28 MNIST INRs: 1.5), and the views give the methods more networks: with 4 per
 image the flat MLP stays at chance, with 20 per training image it learns, and so does every
-invariant method, further above it (:data:`REGIME`, measured in the README). Split by
+invariant method, further above it (:data:`REGIME`, measured in docs/notes/digits-inr-default.md). Split by
 image, stratified by class, with a fixed seed: 70% / 10% / 20% of the images, and every
 view of an image stays in its image's split. Its 25,140 training networks are 5x the
 5,028 of the 4-view build that the quick budgets were measured on, so the quick profile
@@ -50,7 +50,7 @@ VIEWS, EXTRA_VIEWS = 4, 16
 REGIME = ("2-8-8-1 SIRENs (105 parameters, 1.6 per pixel, as the published 28x28 MNIST INRs' 1.5), 4 fits per "
           "image and 16 more per training image by default, instead of the published 2-32-32-1 x 1 (18.5 "
           "parameters per pixel of an 8x8 digit: mostly initialisation noise, every method near chance; with 4 "
-          "fits per training image the flat MLP stays at chance); chosen on validation, see the README")
+          "fits per training image the flat MLP stays at chance); chosen on validation, see docs/notes/digits-inr-default.md")
 
 
 def distort(images: Tensor, copies: int, seed: int = AUGMENT_SEED) -> Tensor:
