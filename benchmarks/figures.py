@@ -10,7 +10,8 @@ the validation metric per epoch (mean over seeds, a band of one std); and, where
 a method was run at several values, the metric against the number of probe inputs (the
 neural-graph probe features, ablated by Kofinas et al. 2024) or of views per training image
 (the augmented INR copies, ablated by Navon et al. 2023). A figure without enough data is a
-:class:`Skipped` that says why.
+:class:`Skipped` that says why. The shipped reference rows ranked in a table are drawn too,
+labelled ``(reference)``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from matplotlib.figure import Figure as Canvas
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmarks.metrics import METRICS
+from benchmarks.records import REFERENCE
 from benchmarks.robustness import TRANSFORMS
 
 if TYPE_CHECKING:
@@ -148,24 +150,30 @@ def _annotate(ax, xs: np.ndarray, ys: np.ndarray, names: list[str]) -> None:
                     fontsize=8)
 
 
+def method_label(method: str, source: str) -> str:
+    """A method's name in a table or figure, marked ``(reference)`` for a shipped reference run."""
+    return f"{method} ({REFERENCE})" if source == REFERENCE else method
+
+
 def labels(rows: pd.DataFrame) -> list[str]:
-    """The method name of each row, with what sets its configuration apart where the table
-    has several configurations of that method: the parts of its budget the others lack
-    (``dwsnet (2 ep)``), else the configuration values that differ (``ng-gnn (probes=4)``),
-    else the configuration id."""
+    """The method name of each row (:func:`method_label`), with what sets its configuration
+    apart where the table has several configurations of that method from the same source:
+    the parts of its budget the others lack (``dwsnet (2 ep)``), else the configuration
+    values that differ (``ng-gnn (probes=4)``), else the configuration id."""
     out = []
     config = [c for c in rows.columns if c.startswith("config.") and c != "config.dataset_fingerprint"]
-    for i, (method, budget) in enumerate(zip(rows["method"], rows["budget"])):
-        same = rows[rows["method"] == method]
+    for i, (method, source, budget) in enumerate(zip(rows["method"], rows["source"], rows["budget"])):
+        same = rows[(rows["method"] == method) & (rows["source"] == source)]
+        name = method_label(method, source)
         if len(same) == 1:
-            out.append(method)
+            out.append(name)
             continue
         common = set.intersection(*(set(b.split(", ")) for b in same["budget"]))
         own = [part.removeprefix("data ") for part in budget.split(", ") if part not in common]
         if not own:
             own = [f"{c.rsplit('.', 1)[1]}={_plain(rows[c].iloc[i])}" for c in config
                    if same[c].astype(str).nunique() > 1] or [rows["config_id"].iloc[i][:6]]
-        out.append(f"{method} ({', '.join(own)})")
+        out.append(f"{name} ({', '.join(own)})")
     return out
 
 

@@ -22,8 +22,14 @@ from benchmarks.config import Plan
 from benchmarks.fetch import fetch_missing
 from benchmarks.launchers import create_launcher
 from benchmarks.record_schema import RunRecord
-from benchmarks.records import read_record, reference_folder
-from benchmarks.runner import RunSpec, execute, is_finished, load_dataset, missing_transforms
+from benchmarks.records import load_records, read_record, reference_folder
+from benchmarks.runner import (
+    RunSpec,
+    execute,
+    is_finished,
+    load_dataset,
+    missing_transforms,
+)
 from benchmarks.runner import plan as plan_run
 from datasets.card import render_card
 from datasets.dataset_table import DATASETS
@@ -38,7 +44,7 @@ class GridResult:
     problems (failed runs, broken plugins)."""
 
     records: list[RunRecord]
-    leaderboard: pd.DataFrame
+    leaderboard: pd.DataFrame  # benchmarks.leaderboard.summary of the records, the reference ranked beside
     markdown: str
     out: Path
     problems: list[str] = field(default_factory=list)
@@ -105,7 +111,9 @@ def run_grid(plan: Plan) -> GridResult:
               for r in records if r["status"] == "failed"]
     log.info("suite %s: %d runs (%d new, %d failed) in %.1f s; records in %s", suite.name, len(records), len(todo),
              len(failed), time.perf_counter() - start, out / "records")
-    table = leaderboard.summary(leaderboard.frame(records))
+    reference = reference_folder(out)
+    beside = load_records(reference, leaderboard.METRICS_OF)[0] if reference is not None else []
+    table = leaderboard.board(records, beside)[1]
     return GridResult(records, table, markdown, out, [*plan.broken, *failed])
 
 

@@ -10,6 +10,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from benchmarks.figures import Figure, Skipped
+from benchmarks.records import REFERENCE, UNREAD, Unread
 
 if TYPE_CHECKING:
     from benchmarks.leaderboard import Section
@@ -37,6 +38,8 @@ tbody tr:nth-child(even) { background: #fafbfc; }
 tbody tr:hover { background: #eef4ff; }
 td:first-child { font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.reference td { color: #5a6270; font-style: italic; }
+tr.reference td:first-child { font-weight: 400; }
 ul.notes { color: #8a4b00; font-size: 13px; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1em; margin-top: 1em; }
 figure { margin: 0; border: 1px solid #e3e6ea; border-radius: 6px; padding: .5em; background: #fff; }
@@ -75,13 +78,21 @@ def inline(text: str) -> str:
 
 
 def table(section: Section) -> str:
-    """One leaderboard table, sortable by any column."""
+    """One leaderboard table, sortable by any column; a shipped reference row is of class
+    ``reference`` (greyed, italic)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in section.head)
-    body = "\n".join("<tr>" + "".join(
+    body = "\n".join((f'<tr class="{REFERENCE}">' if source == REFERENCE else "<tr>") + "".join(
         f'<td class="num">{escape(c)}</td>' if NUMBER.match(c) else f"<td>{escape(c)}</td>" for c in line) + "</tr>"
-        for line in section.cells)
+        for line, source in zip(section.cells, section.rows["source"]))
     return f'<div class="scroll"><table class="sortable">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n' \
            f"</tbody></table></div>"
+
+
+def unread_html(unread: list[Unread]) -> str:
+    """The records not read, each with its problem, under a heading that counts them."""
+    items = "".join(f"<li><code>{escape(str(u.path))}</code>: {escape(u.problem)}</li>" for u in unread)
+    return (f'<section id="unread">\n<h2>{UNREAD} ({len(unread)})</h2>\n<ul class="notes">{items}</ul>\n'
+            "</section>")
 
 
 def figure(fig: Figure) -> str:
@@ -105,14 +116,17 @@ def section_html(section: Section, figs: list[Figure | Skipped]) -> str:
 
 
 def page(title: str, intro: list[str], sections: list[Section], figures: dict[str, list[Figure | Skipped]],
-         empty: str, data: list[str]) -> str:
-    """The whole page: title, the ``intro`` lines, a table of contents, each section with
-    its figures (``figures`` by section slug), or ``empty`` when there is no section;
-    ``data``: files beside the page that hold the same numbers, linked by relative name."""
+         empty: str, data: list[str], unread: list[Unread] = ()) -> str:
+    """The whole page: title, the ``intro`` lines, the records not read (``unread``), a
+    table of contents, each section with its figures (``figures`` by section slug), or
+    ``empty`` when there is no section; ``data``: files beside the page that hold the same
+    numbers, linked by relative name."""
     links = ", ".join(f'<a href="{escape(name)}">{escape(name)}</a>' for name in data)
     body = [f"<h1>{escape(title)}</h1>", f'<p class="intro">{inline(" ".join(intro))}</p>',
             (f'<p class="intro">The same numbers as files beside this page: {links}. '
              "Click a column header to sort its table.</p>")]
+    if unread:
+        body.append(unread_html(unread))
     if not sections:
         body.append(f"<p>{inline(empty)}</p>")
     else:

@@ -10,11 +10,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.leaderboard import budget, mean_std
+from benchmarks.leaderboard import METRICS_OF, budget, mean_std, unread_markdown
 from benchmarks.metrics import METRICS
 from benchmarks.record_schema import RunRecord
-from benchmarks.records import load_records
-from benchmarks.suites import SUITES
+from benchmarks.records import Unread, load_records, report
 from datasets.errors import ConfigError, exit_status
 from datasets.files import atomic_write_text
 
@@ -110,18 +109,27 @@ def render_table(records: list[RunRecord], table: PaperTable) -> list[str]:
     return lines
 
 
-def render(records: list[RunRecord], source: str = "results") -> str:
+def render(records: list[RunRecord], source: str = "results", unread: list[Unread] = ()) -> str:
+    """The published tables with our numbers beside, as Markdown; ``unread``: the record
+    files that could not be read, listed above the tables."""
     lines = ["# Published results next to ours", "",
              f"Generated from `{source}/records` by `python -m benchmarks.paper_tables --out {source}`; do not edit "
              "by hand.",
              "'–': not published, or not run here yet."]
+    if unread:
+        lines += ["", *unread_markdown(unread)[:-1]]  # each table starts with its blank line
     for table in TABLES:
         lines += render_table(records, table)
     return "\n".join(lines)
 
 
-def write(out: Path) -> str:
-    text = render(load_records(out, {name: suite.metrics for name, suite in SUITES.items()}), str(out))
+def write(out: Path, report_unread: bool = False) -> str:
+    """Render from ``out/records`` and write ``out/paper_tables.md``; returns the Markdown.
+    With ``report_unread``, each record file not read is also named on stderr, then counted."""
+    records, unread = load_records(out, METRICS_OF)
+    if report_unread:
+        report(unread)
+    text = render(records, str(out), unread)
     atomic_write_text(out / "paper_tables.md", text + "\n")
     return text
 
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     def render_tables() -> None:
         if not (args.out / "records").is_dir():
             raise ConfigError(f"{args.out}: no records/ folder here; give the results folder of your runs (--out DIR)")
-        print(write(args.out))
+        print(write(args.out, report_unread=True))
 
     return exit_status(render_tables)
 

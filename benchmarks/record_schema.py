@@ -73,6 +73,7 @@ class RunRecord(TypedDict, total=False):
     peak_memory_mb: float
     environment: dict[str, Any]  # library versions, git commit, device, threads
     migrated_from: int  # the schema this record was converted from (scripts/migrate_records.py)
+    claims: list[str]  # the symmetries the method claims (datasets.method_table.SYMMETRIES); older records lack it
 
 
 REQUIRED = {"ok": ("config", "config_id", "seed", "run_id", "metrics", "robustness", "val", "best_epoch",
@@ -83,31 +84,42 @@ CONFIG_KEYS = tuple(RunConfig.__annotations__)
 
 
 class InvalidRecord(ValueError):
-    """A record that does not follow the schema; the message names the file and the problem."""
+    """A record that does not follow the schema: ``source`` (the file) and ``problem``;
+    ``str()`` is ``<source>: <problem>``."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(source, problem)
+        self.source, self.problem = source, problem
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.problem}"
 
 
 def validate(record: Any, source: str, metrics: tuple[str, ...] = ()) -> RunRecord:
     """``record`` if it follows the schema (and, for a finished run, holds every metric in
     ``metrics`` on the test split and on every transform), else :class:`InvalidRecord`."""
     if not isinstance(record, dict):
-        raise InvalidRecord(f"{source}: not a JSON object")
+        raise InvalidRecord(source, f"not a JSON object but {type(record).__name__}")
     if record.get("schema") != SCHEMA_VERSION:
-        raise InvalidRecord(f"{source}: schema {record.get('schema')!r}, expected {SCHEMA_VERSION} "
-                            f"(older records: python scripts/migrate_records.py)")
+        raise InvalidRecord(source, f"schema {record.get('schema')!r}, expected {SCHEMA_VERSION} "
+                                    f"(older records: python scripts/migrate_records.py)")
     status = record.get("status")
     if status not in STATUSES:
-        raise InvalidRecord(f"{source}: status {status!r}; valid: {', '.join(STATUSES)}")
+        raise InvalidRecord(source, f"status {status!r}; valid: {', '.join(STATUSES)}")
     missing = [k for k in REQUIRED[status] if k not in record]
     config = record.get("config")
     if not missing and (not isinstance(config, dict) or any(k not in config for k in CONFIG_KEYS)):
         missing = [f"config.{k}" for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
     if missing:
-        raise InvalidRecord(f"{source}: {status!r} record lacks {', '.join(missing)}")
+        raise InvalidRecord(source, f"{status!r} record lacks {', '.join(missing)}")
+    claims = record.get("claims", [])
+    if not isinstance(claims, list) or not all(isinstance(c, str) for c in claims):
+        raise InvalidRecord(source, f"claims {claims!r}: expected a list of symmetry names")
     if status == "ok":
         for name in metrics:
             if name not in record["metrics"]:
-                raise InvalidRecord(f"{source}: finished record lacks the test metric {name!r}")
+                raise InvalidRecord(source, f"finished record lacks the test metric {name!r}")
             for transform, result in record["robustness"].items():
                 if name not in result.get("test", {}) or "output_change" not in result:
-                    raise InvalidRecord(f"{source}: robustness {transform!r} lacks {name!r} or output_change")
+                    raise InvalidRecord(source, f"robustness {transform!r} lacks {name!r} or output_change")
     return record  # type: ignore[return-value]

@@ -15,17 +15,21 @@ import json
 import logging
 import platform
 import subprocess
+import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
-from benchmarks.record_schema import SCHEMA_VERSION, InvalidRecord, RunConfig, RunRecord, validate
+from benchmarks.record_schema import InvalidRecord, RunConfig, RunRecord, validate
 from datasets.files import atomic_write_text
 
 log = logging.getLogger("wsbench")
 REFERENCE_MARKER = "REFERENCE.md"
 SHIPPED = Path(__file__).resolve().parents[1] / "results"  # the repository's reference results
+YOURS, REFERENCE = "yours", "reference"  # the source of a table row: your runs, or shipped reference runs beside
+UNREAD = "Records not read"  # the heading that lists the record files no table shows
 
 
 def digest(value: object) -> str:
@@ -66,36 +70,84 @@ def write_record(path: Path, record: RunRecord) -> None:
 
 def read_record(path: Path, metrics: tuple[str, ...] = ()) -> RunRecord | None:
     """The record at ``path``, or None if absent; a corrupt or malformed one is renamed
-    ``*.corrupt`` (kept for inspection) and None returned, so the run is redone."""
+    ``*.json.corrupt`` (kept for inspection, and listed by :func:`load_records`) and None
+    returned, so the run is redone."""
     if not path.exists():
         return None
     try:
-        return validate(json.loads(path.read_text()), str(path), metrics)
-    except (json.JSONDecodeError, UnicodeDecodeError, InvalidRecord) as err:
+        return validate(_parse(path), str(path), metrics)
+    except InvalidRecord as err:
         aside = path.with_suffix(".json.corrupt")
         path.replace(aside)
         log.warning("%s cannot be used (%s); moved to %s and the run will be redone", path, err, aside.name)
         return None
 
 
-def load_records(out: Path, metrics_of: dict[str, tuple[str, ...]] | None = None) -> list[RunRecord]:
-    """Every valid record under ``out/records``; an invalid file is reported in one line
-    and skipped. ``metrics_of``: per suite, the metrics a finished record must hold."""
-    records, older = [], 0
+@dataclass(frozen=True)
+class Unread:
+    """A record file that no table shows: the file and the problem."""
+
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def load_records(out: Path, metrics_of: dict[str, tuple[str, ...]] | None = None
+                 ) -> tuple[list[RunRecord], list[Unread]]:
+    """Every valid record under ``out/records``, and every file there that is not one: an
+    invalid record (unreadable, not JSON, another schema, malformed) with its problem, and a
+    record a run set aside (``*.json.corrupt``). ``metrics_of``: per suite, the metrics a
+    finished record must hold."""
+    records, unread = [], []
     for path in sorted((out / "records").rglob("*.json")):
         try:
-            record = json.loads(path.read_text())
-            if isinstance(record, dict) and isinstance(record.get("schema"), int) and record["schema"] < SCHEMA_VERSION:
-                older += 1
-                continue
-            suite = record.get("config", {}).get("suite") if isinstance(record, dict) else None
-            records.append(validate(record, str(path), (metrics_of or {}).get(suite, ())))
-        except (json.JSONDecodeError, UnicodeDecodeError, InvalidRecord, AttributeError) as err:
-            log.warning("skipping a record: %s", err)
-    if older:
-        log.warning("skipping %d record(s) of an older schema in %s (convert them: python scripts/migrate_records.py "
-                    "%s)", older, out / "records", out)
-    return records
+            records.append(_load(path, metrics_of or {}))
+        except InvalidRecord as err:
+            unread.append(Unread(path, err.problem))
+    for path in sorted((out / "records").rglob("*.json.corrupt")):
+        redone = "redone" if path.with_suffix("").exists() else "not redone yet"
+        unread.append(Unread(path, f"set aside, {redone} ({_problem(path, metrics_of or {})})"))
+    return records, unread
+
+
+def _parse(path: Path) -> object:
+    """The JSON value in the file ``path``; :class:`InvalidRecord` if it is not UTF-8 JSON."""
+    try:
+        return json.loads(path.read_text())
+    except UnicodeDecodeError as err:
+        raise InvalidRecord(str(path), f"not UTF-8 text ({err})") from None
+    except json.JSONDecodeError as err:
+        raise InvalidRecord(str(path), f"not valid JSON ({err})") from None
+
+
+def _load(path: Path, metrics_of: dict[str, tuple[str, ...]]) -> RunRecord:
+    """The valid record at ``path``, else :class:`InvalidRecord` with the problem."""
+    try:
+        record = _parse(path)
+    except OSError as err:
+        raise InvalidRecord(str(path), f"cannot be read ({err.strerror or err})") from None
+    config = record.get("config") if isinstance(record, dict) else None
+    suite = config.get("suite") if isinstance(config, dict) else None
+    return validate(record, str(path), metrics_of.get(suite, ()))
+
+
+def _problem(path: Path, metrics_of: dict[str, tuple[str, ...]]) -> str:
+    """Why the record at ``path`` cannot be used (``valid now`` if it can)."""
+    try:
+        _load(path, metrics_of)
+    except InvalidRecord as err:
+        return err.problem
+    return "valid now"
+
+
+def report(unread: list[Unread]) -> None:
+    """Name each record not read, one line each on stderr, then their count."""
+    for item in unread:
+        print(f"record not read: {item}", file=sys.stderr)
+    if unread:
+        print(f"{len(unread)} record file(s) not read", file=sys.stderr)
 
 
 def _version(package: str) -> str | None:

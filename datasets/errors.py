@@ -56,6 +56,12 @@ class InvalidItem(InvalidData):
         self.reason = reason
 
 
+class WriteError(WsbenchError, OSError):
+    """A file that cannot be written (a full disk, a file size limit, a folder in its place,
+    no permission); the message names the file, the system's reason and what to do. Its
+    ``args`` are the one message, so it pickles across processes."""
+
+
 class CacheError(WsbenchError):
     """A cache file that cannot be used (unreadable, damaged, stale); it is rebuilt."""
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from datasets.errors import InvalidData
+from datasets.errors import InvalidData, WriteError
 
 log = logging.getLogger("wsbench")
 HASH_CHUNK = 1 << 22
@@ -28,10 +28,15 @@ def _umask() -> int:
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(temporary_path)``, then rename the file over ``path``: readers see the
     old file or the new one, never a part. The file gets the permissions a plain ``open``
-    would give (``0o666`` less the umask), not ``mkstemp``'s ``0o600``."""
+    would give (``0o666`` less the umask), not ``mkstemp``'s ``0o600``. A system error
+    (a full disk, the file size limit, a folder where the file goes) removes the temporary
+    file and raises :class:`WriteError` naming ``path``; the old file stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise unwritable(path, err) from None
     os.close(fd)
     try:
         write(tmp)
@@ -39,9 +44,24 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise unwritable(path, err) from None
         raise
+
+
+def unwritable(path: Path, err: OSError, done: str = "written") -> WriteError:
+    """The user error for ``path``, which the system refused to have ``done`` with ``err``."""
+    return WriteError(f"{path}: cannot be {done} ({err.strerror or err}); free some space or give another folder")
+
+
+def remove_file(path: Path) -> None:
+    """Delete the file ``path`` (:class:`WriteError` naming it if the system refuses)."""
+    try:
+        Path(path).unlink()
+    except OSError as err:
+        raise unwritable(path, err, "removed") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -2,11 +2,13 @@
 the summary CSV)."""
 
 import json
+from html import escape
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.leaderboard import frame, learning_flags, render, summary, to_csv, write
+from benchmarks import paper_tables
+from benchmarks.leaderboard import LIST_COLUMNS, frame, learning_flags, main, render, summary, to_csv, write
 from benchmarks.paper_tables import render as render_tables
 from benchmarks.record_schema import SCHEMA_VERSION
 from benchmarks.records import config_id, record_path, run_id, write_record
@@ -57,7 +59,8 @@ def test_write_reads_records_from_disk_and_writes_every_format(tmp_path):
     table = pd.read_csv(tmp_path / "leaderboard.csv")
     from_json = pd.DataFrame(json.loads((tmp_path / "leaderboard.json").read_text()))
     assert list(from_json.columns) == list(table.columns) and list(from_json["method"]) == list(table["method"])
-    numbers = table.select_dtypes("number").columns
+    numbers = [c for c in table.select_dtypes("number").columns if c not in LIST_COLUMNS]  # lists: JSON arrays
+    assert all(isinstance(v, list) for c in LIST_COLUMNS[1:] for v in from_json[c])
     pd.testing.assert_frame_equal(from_json[numbers].astype(float), table[numbers].astype(float), rtol=1e-9)
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) == len(RECORDS) and set(runs["seed"]) == {0, 1}
@@ -91,3 +94,113 @@ def test_paper_tables_put_our_numbers_beside_the_published_ones():
     # the editing table: published dilation MSE, and none of the classification records in it
     edit = text[text.index("## INR editing"):]
     assert "| scalegmn-b | 1.89 | – | – |" in edit and "82.00" not in edit
+
+
+def reconfigured(r, **train):
+    """Record ``r`` with ``config.train`` entries set and its identity recomputed."""
+    r["config"]["train"].update(train)
+    r["config_id"], r["run_id"] = config_id(r["config"]), run_id(r["config"], r["seed"])
+    return r
+
+
+def claiming(method, claims, changes, seed=0, acc=0.8, precision="fp32"):
+    """A finished record of ``method`` claiming ``claims`` (None: an older record without
+    them), with the mean output change ``changes[transform]`` under each transform."""
+    r = reconfigured(record(method, seed, acc, acc, 0.0), precision=precision)
+    if claims is not None:
+        r["claims"] = claims
+    r["robustness"] = {t: {"test": {"accuracy": acc}, "output_change": change, "function_error": 0.0}
+                       for t, change in changes.items()}
+    return r
+
+
+def board_rows(text):
+    """Markdown table rows by their method cell."""
+    return {line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}
+
+
+def test_a_broken_symmetry_claim_is_flagged_on_its_row_in_every_format(tmp_path):
+    broken = [claiming("broken", ["permutation", "rescale", "sign_flip"],
+                       {"permutation": 2e-7, "rescale": 2e-2 + 1e-3 * seed, "rescale_100": 0.5, "sign_flip": 0.3},
+                       seed) for seed in (0, 1)]
+    controls = [claiming("invariant", ["permutation", "rescale"], {"permutation": 1e-6, "rescale": 8e-6}),
+                claiming("claims-nothing", [], {"permutation": 0.7, "rescale": 0.9}),
+                claiming("bf16-invariant", ["rescale"], {"rescale": 1e-2}, precision="bf16"),
+                claiming("dwsnet", None, {"permutation": 0.3}),  # older record: the registry's claim (permutation)
+                claiming("unregistered", None, {"permutation": 0.3})]  # older, unknown method: no claim
+    for r in broken + controls:
+        write_record(record_path(tmp_path, r["config"], r["seed"]), r)
+    rows = board_rows(write(tmp_path))
+    assert rows["broken"].rstrip(" |").endswith("| claimed invariance broken: rescale, sign_flip")
+    assert rows["dwsnet"].rstrip(" |").endswith("| claimed invariance broken: permutation")
+    for method in ("invariant", "claims-nothing", "bf16-invariant", "unregistered"):
+        assert "claimed invariance broken" not in rows[method], method
+    table = pd.read_csv(tmp_path / "leaderboard.csv").set_index("method")
+    assert table.loc["broken", "broken_claims"] == "rescale; sign_flip"
+    assert table.loc["broken", "claims"] == "permutation; rescale; sign_flip"
+    assert table["broken_claims"].isna().sum() == 4
+    from_json = {row["method"]: row for row in json.loads((tmp_path / "leaderboard.json").read_text())}
+    assert from_json["broken"]["broken_claims"] == ["rescale", "sign_flip"]
+    assert from_json["invariant"]["broken_claims"] == []
+    assert from_json["dwsnet"]["claims"] == ["permutation"] and from_json["unregistered"]["claims"] == []
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert html.count("<td>claimed invariance broken: rescale, sign_flip</td>") == 1
+    assert html.count("claimed invariance broken: ") == 2 + 1  # the two rows, and the intro
+
+
+def test_records_not_read_are_named_and_counted_and_the_others_still_shown(tmp_path, capsys):
+    for r in RECORDS:
+        write_record(record_path(tmp_path, r["config"], r["seed"]), r)
+    folder = record_path(tmp_path, RECORDS[0]["config"], 0).parent
+    truncated, older, listed = folder / "seed7.json", folder / "seed8.json", folder / "seed9.json"
+    truncated.write_text('{"broken": ')
+    older.write_text(json.dumps({**RECORDS[0], "schema": 1}))
+    listed.write_text("[1, 2]")
+    aside = record_path(tmp_path, RECORDS[1]["config"], 1).with_suffix(".json.corrupt")
+    aside.write_text("{not json")  # what a run sets aside before it redoes the run
+    assert main(["--out", str(tmp_path), "--reference", "none"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    problems = {truncated: "not valid JSON (Expecting value: line 1 column 12 (char 11))",
+                older: "schema 1, expected 2 (older records: python scripts/migrate_records.py)",
+                listed: "not a JSON object but list",
+                aside: "set aside, redone (not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+                       "column 2 (char 1)))"}
+    assert sorted(err) == sorted([f"record not read: {path}: {problem}" for path, problem in problems.items()]
+                                 + ["4 record file(s) not read"])
+    markdown, html = (tmp_path / "leaderboard.md").read_text(), (tmp_path / "leaderboard.html").read_text()
+    assert "## Records not read (4)" in markdown and "<h2>Records not read (4)</h2>" in html
+    for path, problem in problems.items():
+        assert f"- `{path}`: {problem}" in markdown
+        assert f"<li><code>{path}</code>: {escape(problem)}</li>" in html
+    assert set(board_rows(markdown)) == {"dwsnet", "mlp", "nfn-np"} and "| mlp | 30 ep" in markdown
+    assert paper_tables.main(["--out", str(tmp_path)]) == 0
+    assert len(capsys.readouterr().err.splitlines()) == 5
+    assert f"- `{truncated}`: {problems[truncated]}" in (tmp_path / "paper_tables.md").read_text()
+
+
+def test_the_reference_runs_on_the_same_data_and_budget_are_ranked_beside_yours(tmp_path, capsys):
+    mine, shipped = tmp_path / "mine", tmp_path / "shipped"
+    own = [record("mine", seed, 0.70, 0.70, 0.0) for seed in (0, 1)]
+    reference = [record(method, 0, acc, acc, 0.0) for method, acc in (("dwsnet", 0.9), ("nfn-np", 0.6), ("mlp", 0.2))]
+    other_data = record("statnn", 0, 0.95, 0.95, 0.0)
+    other_data["config"]["dataset_fingerprint"] = "e"
+    apart = [reconfigured(other_data),  # other data, other precision, other epochs: not shown
+             reconfigured(record("ng-t", 0, 0.99, 0.99, 0.0), precision="bf16"),
+             record("nft", 0, 0.98, 0.98, 0.0, epochs=2, best_epoch=1)]
+    same_config = record("mine", 0, 0.72, 0.72, 0.0)  # your configuration: its mean joins your row
+    for folder, records in ((mine, own), (shipped, reference + apart + [same_config])):
+        for r in records:
+            write_record(record_path(folder, r["config"], r["seed"]), r)
+    assert main(["--out", str(mine), "--reference", str(shipped)]) == 0
+    rows = list(board_rows((mine / "leaderboard.md").read_text()).items())
+    assert [method for method, _ in rows] == ["dwsnet (reference)", "mine", "nfn-np (reference)", "mlp (reference)"]
+    assert rows[1][1].rstrip(" |").endswith("| 72.00 (1)") and rows[0][1].rstrip(" |").endswith("| –")
+    table = pd.read_csv(mine / "leaderboard.csv")
+    assert list(table["source"]) == ["reference", "yours", "reference", "reference"]
+    assert set(pd.read_csv(mine / "runs.csv")["source"]) == {"yours", "reference"}
+    html = (mine / "leaderboard.html").read_text()
+    assert html.count('<tr class="reference">') == 3 and "<td>dwsnet (reference)</td>" in html
+    assert main(["--out", str(mine), "--reference", "none"]) == 0
+    assert list(board_rows((mine / "leaderboard.md").read_text())) == ["mine"]
+    assert list(pd.read_csv(mine / "leaderboard.csv")["source"]) == ["yours"]

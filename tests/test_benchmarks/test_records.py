@@ -92,16 +92,21 @@ def test_the_shipped_reference_is_refused_as_output_and_shown_beside(tmp_path, m
                      "--methods", "statnn", "--seeds", "0", "--epochs", "1", "--update-reference"]) == 0
 
 
-def test_a_record_lacking_a_metric_is_reported_and_redone(tmp_path, caplog):
+def test_a_record_lacking_a_metric_is_reported_and_redone(tmp_path, capsys):
     assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
     path = record_files(tmp_path)[0]
     record = json.loads(path.read_text())
     del record["metrics"]["accuracy"]
     path.write_text(json.dumps(record))
+    capsys.readouterr()
     assert leaderboard.main(["--out", str(tmp_path / "out"), "--reference", "none"]) == 0
-    assert "lacks the test metric 'accuracy'" in caplog.text
+    problem = "finished record lacks the test metric 'accuracy'"
+    assert f"record not read: {path}: {problem}\n1 record file(s) not read" in capsys.readouterr().err
     assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0
-    assert "accuracy" in json.loads(path.read_text())["metrics"] and path.with_suffix(".json.corrupt").exists()
+    assert "accuracy" in json.loads(path.read_text())["metrics"]
+    corrupt, aside = path.with_suffix(".json.corrupt"), f"set aside, redone ({problem})"
+    assert f"record not read: {corrupt}: {aside}" in capsys.readouterr().err
+    assert f"- `{corrupt}`: {aside}" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -110,6 +115,7 @@ def test_a_record_lacking_a_metric_is_reported_and_redone(tmp_path, caplog):
     (lambda r: r.update(status="done"), "status 'done'"),
     (lambda r: r.update(schema=1), "schema 1"),
     (lambda r: r["robustness"]["permutation"].pop("output_change"), "lacks 'accuracy' or output_change"),
+    (lambda r: r.update(claims="rescale"), "claims 'rescale': expected a list of symmetry names"),
 ])
 def test_validation_names_the_problem(tmp_path, damage, message):
     assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "1") == 0

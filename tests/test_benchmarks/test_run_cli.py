@@ -1,6 +1,12 @@
 """The CLI end to end: smoke run of the whole suite, resume, options and bad input."""
 
 import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -8,7 +14,7 @@ import benchmarks.grid as grid
 import benchmarks.run as run
 from benchmarks.robustness import TOLERANCE, TRANSFORMS
 from benchmarks.suites import SUITES
-from cli_helpers import cli, record_files, records_by_method
+from cli_helpers import FAST, cli, record_files, records_by_method
 from datasets.method_table import METHODS
 
 
@@ -167,3 +173,30 @@ def test_method_options_out_of_range_are_one_line_errors(tmp_path, capsys, optio
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "records").exists()  # refused before any work
+
+
+def test_a_full_disk_mid_run_is_one_line_naming_the_file_and_the_records_stay(tmp_path):
+    """The run in a process whose file size limit (RLIMIT_FSIZE) lets the records through but
+    not the leaderboard's larger files: exit 2, one line naming the file, no traceback; the
+    records written before are intact, and a rerun with room finishes without redoing them."""
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "1") == 0  # builds the data
+    shutil.rmtree(tmp_path / "out")
+    args = [sys.executable, "-m", "benchmarks.run", "--suite", "inr", "--data-root", str(tmp_path / "data"),
+            "--out", str(tmp_path / "out"), *FAST, "--methods", "statnn", "mlp", "--seeds", "0", "--epochs", "1",
+            "--jobs", "1"]
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+    # no .pyc writes under the limit: a cut-off one would break every later import
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    full = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env, preexec_fn=small_files)
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert len(errors) == 1 and "cannot be written (File too large)" in errors[0] and str(tmp_path / "out") in errors[0]
+    written = {p: p.read_bytes() for p in record_files(tmp_path)}
+    assert len(written) == 2 and all(json.loads(b)["status"] == "ok" for b in written.values())
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0 and "0 runs to do, 2 already finished" in again.stderr, again.stderr
+    assert {p: p.read_bytes() for p in record_files(tmp_path)} == written
