@@ -80,12 +80,17 @@ def learning_flags(record: RunRecord) -> list[str]:
 
 
 def budget(record: RunRecord) -> str:
-    """The run's budget and options, as a table cell: epochs, model profile, data limit,
-    method and dataset options, precision, compilation."""
+    """The run's budget and options, as a table cell: epochs (at most that many, with the
+    early-stopping patience, where one is set), model profile (and the one used, for a method
+    without a paper profile), data limit, method and dataset options, precision, compilation."""
     config = record["config"]
     train = config["train"]
-    parts = [f"{train.get('epochs', '?')} ep"] + ([f"lr {train['lr']:g}"] if "lr" in train else [])
-    parts.append(f"{config['model_profile']} model")
+    epochs = (f"≤{train['epochs']} ep, patience {train['patience']}" if train.get("patience")
+              else f"{train.get('epochs', '?')} ep")
+    parts = [epochs] + ([f"lr {train['lr']:g}"] if "lr" in train else [])
+    used = config.get("model_profile_used")
+    parts.append(f"{config['model_profile']} model" + (f" ({used} sizes: no {config['model_profile']} profile)"
+                                                      if used else ""))
     if config["data"].get("limit"):
         parts.append(f"limit {config['data']['limit']:,}")
     parts += [f"{k}={v}" for k, v in sorted(config["method_options"].items())]

@@ -200,3 +200,14 @@ def test_a_full_disk_mid_run_is_one_line_naming_the_file_and_the_records_stay(tm
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0 and "0 runs to do, 2 already finished" in again.stderr, again.stderr
     assert {p: p.read_bytes() for p in record_files(tmp_path)} == written
+
+
+def test_early_stopping_stops_after_its_patience_and_is_part_of_the_identity(tmp_path):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "12", "--patience", "1") == 0
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "12") == 0
+    stopped, full = sorted(records_by_method(tmp_path)["statnn"], key=lambda r: "patience" in r["config"]["train"])[::-1]
+    assert stopped["config"]["train"]["patience"] == 1 and "patience" not in full["config"]["train"]
+    assert stopped["config_id"] != full["config_id"] and len(full["history"]) == 12
+    history = stopped["history"]
+    assert len(history) == 12 or stopped["best_epoch"] == len(history) - 1  # stopped one epoch after its best
+    assert "≤12 ep, patience 1" in (tmp_path / "out" / "leaderboard.md").read_text()

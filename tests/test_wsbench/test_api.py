@@ -109,3 +109,16 @@ def test_an_unknown_command_is_one_line():
 def test_the_console_script_is_installed():
     assert Path(sys.executable).with_name("wsbench").exists() or any(
         (Path(p) / "wsbench").exists() for p in os.environ.get("PATH", "").split(os.pathsep))
+
+
+def test_a_method_with_only_a_quick_profile_runs_the_paper_profile_with_its_quick_sizes(tmp_path):
+    def tiny(task, hidden):
+        return torch.nn.Sequential(Flat(), torch.nn.LazyLinear(hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+
+    info = wsbench.MethodInfo("tiny-quick-only", tiny, {"quick": {"hidden": 8}}, symmetries=frozenset())
+    result = wsbench.evaluate(info, "inr", seeds=[0], epochs=1, profile="paper", data_root=tmp_path / "data",
+                              out=tmp_path / "out", **FAST)
+    config = result.records[0]["config"]
+    assert config["model_profile"] == "paper" and config["model_profile_used"] == "quick"
+    assert config["hyperparameters"] == {"hidden": 8}
+    assert "paper model (quick sizes: no paper profile)" in result.markdown
