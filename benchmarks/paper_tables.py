@@ -12,10 +12,14 @@ from pathlib import Path
 
 from benchmarks.leaderboard import METRICS_OF, budget, mean_std, unread_markdown
 from benchmarks.metrics import METRICS
+from benchmarks.ranking import RankAgreement, kendall
 from benchmarks.record_schema import RunRecord
 from benchmarks.records import Unread, load_records, report
+import datasets.sources  # noqa: F401  (registers every dataset: their published split sizes)
+from datasets.dataset_table import DATASETS
 from datasets.errors import ConfigError, exit_status
 from datasets.files import atomic_write_text
+
 
 @dataclass(frozen=True)
 class PaperTable:
@@ -69,10 +73,42 @@ def _rank(records: list[RunRecord]) -> tuple:
     return (config["profile"] == "paper", limit, config["train"]["epochs"], len(records))
 
 
-def ours(records: list[RunRecord], suite: str, dataset: str, metric: str) -> dict[str, str]:
-    """Per method on ``dataset`` in ``suite``: mean +- std over the seeds of one configuration
-    (the largest budget present; configurations are never mixed), with that budget and the
-    number of seeds."""
+@dataclass(frozen=True)
+class Ours:
+    """Our number for one method on one dataset: the mean over the seeds of one
+    configuration, and the table cell (mean ± std, budget, data size, epochs trained, seeds)."""
+
+    mean: float | None
+    cell: str
+
+
+def data_size(record: RunRecord) -> str:
+    """How much of the dataset the run saw: the limit per split, out of the published split
+    sizes where the registration knows them."""
+    config = record["config"]
+    limit = config["data"].get("limit")
+    entry = DATASETS[config["dataset"]] if config["dataset"] in DATASETS else None
+    splits = entry.info.splits if entry is not None else None
+    if not limit:
+        return "all networks" if splits is None else f"all {' / '.join(f'{n:,}' for n in splits)} networks"
+    if splits is None:
+        return f"at most {limit:,} networks per split"
+    return (f"{' / '.join(f'{min(limit, n):,}' for n in splits)} of {' / '.join(f'{n:,}' for n in splits)} "
+            "networks (train / val / test)")
+
+
+def trained(runs: list[RunRecord]) -> str:
+    """The epochs the runs trained, where early stopping made them differ from the budget."""
+    if not runs[0]["config"]["train"].get("patience"):
+        return ""
+    counts = sorted(len(r["history"]) for r in runs)
+    return f", trained {counts[0]}" + (f"–{counts[-1]}" if counts[-1] != counts[0] else "") + " ep"
+
+
+def ours(records: list[RunRecord], suite: str, dataset: str, metric: str) -> dict[str, Ours]:
+    """Per method on ``dataset`` in ``suite``: mean ± std over the seeds of one configuration
+    (the largest budget present; configurations are never mixed), with that budget, the data
+    size, the epochs trained under early stopping and the number of seeds."""
     by: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         c = r["config"]
@@ -85,14 +121,25 @@ def ours(records: list[RunRecord], suite: str, dataset: str, metric: str) -> dic
     shown = METRICS[metric]
     result = {}
     for method, runs in sorted(best.items()):
+        values = [r["metrics"][metric] for r in runs if r["metrics"][metric] is not None]
         seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
-        result[method] = (f"{mean_std([r['metrics'][metric] for r in runs], shown.scale, shown.digits)} "
-                          f"({runs[0]['config']['profile']}, {budget(runs[0])}, {seeds})")
+        cell = (f"{mean_std([r['metrics'][metric] for r in runs], shown.scale, shown.digits)} "
+                f"({runs[0]['config']['profile']}, {budget(runs[0])}{trained(runs)}; {data_size(runs[0])}; "
+                f"{seeds})")
+        result[method] = Ours(sum(values) / len(values) if values else None, cell)
     return result
 
 
+def agreement(ours_column: dict[str, Ours], published: dict[str, float | None], metric: str) -> RankAgreement:
+    """Kendall's τ between our means and the published numbers over the methods both have."""
+    mine = {m: o.mean for m, o in ours_column.items() if o.mean is not None}
+    return kendall(mine, {m: v for m, v in published.items() if v is not None}, METRICS[metric].higher_is_better)
+
+
 def render_table(records: list[RunRecord], table: PaperTable) -> list[str]:
-    """The Markdown lines of one published table with our numbers beside."""
+    """The Markdown lines of one published table with our numbers beside, then Kendall's τ
+    of each of our columns against the published ranking (the local datasets against the
+    first published column)."""
     published = [ours(records, table.suite, d, table.metric) for _, d in table.benchmarks]
     local = [ours(records, table.suite, d, table.metric) for d in table.local]
     methods = list(table.published) + sorted({m for col in published + local for m in col} - set(table.published))
@@ -103,10 +150,18 @@ def render_table(records: list[RunRecord], table: PaperTable) -> list[str]:
     for m in methods:
         values = table.published.get(m, (None,) * len(table.benchmarks))
         cells = [c for v, col in zip(values, published)
-                 for c in ("–" if v is None else f"{v:.{table.digits}f}", col.get(m, "–"))]
-        cells += [col.get(m, "–") for col in local]
+                 for c in ("–" if v is None else f"{v:.{table.digits}f}", col[m].cell if m in col else "–")]
+        cells += [col[m].cell if m in col else "–" for col in local]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return lines
+    columns = [(f"{label} (ours)", label, col, i) for i, ((label, _), col) in enumerate(zip(table.benchmarks, published))]
+    columns += [(f"{d} (ours)", table.benchmarks[0][0], col, 0) for d, col in zip(table.local, local)]
+    ranked = []
+    for name, label, col, i in columns:
+        result = agreement(col, {m: v[i] for m, v in table.published.items()}, table.metric)
+        if len(result.methods) >= 2:
+            ranked.append(f"- {name} against {label} (paper): "
+                          f"{result.describe(METRICS[table.metric].higher_is_better)}.")
+    return lines + (["", *ranked] if ranked else [])
 
 
 def render(records: list[RunRecord], source: str = "results", unread: list[Unread] = ()) -> str:

@@ -87,13 +87,36 @@ def test_flags_mark_runs_cut_off_by_their_budget_or_at_chance():
     assert learning_flags(RECORDS[4]) == ["still improving"]  # best epoch = last epoch
 
 
+def on_mnist(r, limit=2000, epochs=60, patience=8, trained=20):
+    """Record ``r`` as a run on a limited ``mnist-inr`` with early stopping after ``trained`` epochs."""
+    r = json.loads(json.dumps(r))
+    r["config"].update(dataset="mnist-inr", data={"options": {}, "limit": limit, "skip_invalid": False},
+                       train={"epochs": epochs, "patience": patience})
+    r["config_id"], r["history"] = config_id(r["config"]), r["history"][:1] * trained
+    return r
+
+
 def test_paper_tables_put_our_numbers_beside_the_published_ones():
     text = render_tables(RECORDS)
-    assert "| dwsnet | 85.71 | – | 67.06 | – | – | – | 82.00 ± 2.83 (quick, 30 ep, quick model, 2 seeds) |" in text
+    assert ("| dwsnet | 85.71 | – | 67.06 | – | – | – | 82.00 ± 2.83 (quick, 30 ep, quick model; all networks; "
+            "2 seeds) |") in text
+    assert ("- digits-inr (ours) against MNIST (paper): Kendall τ between our ranking and the published one over the "
+            "2 methods in both (dwsnet, mlp): 1.00 (1 concordant, 0 discordant pairs).") in text
     assert "| ng-t | 0.935 | – | 0.817 | – | – | – |" in text
     # the editing table: published dilation MSE, and none of the classification records in it
     edit = text[text.index("## INR editing"):]
     assert "| scalegmn-b | 1.89 | – | – |" in edit and "82.00" not in edit
+
+
+def test_our_mnist_column_states_budget_data_size_and_epochs_and_its_tau_names_the_disagreements():
+    mnist = [on_mnist(record("mlp", s, 0.5, 0.5, 0.7), trained=12 + s) for s in (0, 1)]
+    mnist += [on_mnist(record("dwsnet", 0, 0.3, 0.3, 0.0), trained=60)]
+    text = render_tables(mnist)
+    assert ("| mlp | 17.55 | 50.00 ± 0.00 (quick, ≤60 ep, patience 8, quick model, limit 2,000, trained 12–13 ep; "
+            "2,000 / 2,000 / 2,000 of 55,000 / 5,000 / 10,000 networks (train / val / test); 2 seeds) |") in text
+    assert ("MNIST (ours) against MNIST (paper): Kendall τ between our ranking and the published one over the 2 "
+            "methods in both (dwsnet, mlp): -1.00 (0 concordant, 1 discordant pairs: mlp above dwsnet here, not in "
+            "the paper).") in text
 
 
 def reconfigured(r, **train):
