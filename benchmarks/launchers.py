@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Callable, Iterator, Protocol
 
@@ -98,6 +99,25 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+@contextmanager
+def main_not_rerun() -> Iterator[None]:
+    """Worker processes started inside start without re-running the caller's ``__main__``
+    (``spawn`` runs it again unless it says ``if __name__ == "__main__"``, and a script that
+    calls ``wsbench.evaluate`` at its top level would then start its grid again in every
+    worker): everything a worker needs travels with each run (``RunSpec.plugins``), and a
+    method from ``__main__`` runs in the calling process."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
+
+
 class LocalLauncher:
     """Runs in ``jobs`` spawned worker processes, or in this process when ``jobs`` is 1 or
     there is one run."""
@@ -112,7 +132,8 @@ class LocalLauncher:
             return
         os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
         with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
-            futures = {pool.submit(run_in_worker, planned, self.threads): planned for planned in todo}
+            with main_not_rerun():  # the workers start during the submissions
+                futures = {pool.submit(run_in_worker, planned, self.threads): planned for planned in todo}
             for future in as_completed(futures):
                 yield futures[future], future.result()
 

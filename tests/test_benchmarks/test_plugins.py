@@ -100,7 +100,8 @@ def test_an_installed_entry_point_reaches_every_worker_and_its_version_is_part_o
 
 def test_evaluate_from_an_imported_module_reaches_worker_processes(tmp_path, data_root):
     """The method is registered by a module the caller imported (no --plugin): the workers
-    import that module too."""
+    import that module too; and the calling script, which has no ``if __name__ ==
+    "__main__"`` guard, is not run again in them."""
     shutil.copy(EXAMPLE, tmp_path / "neuron_stats.py")
     (tmp_path / "driver.py").write_text(
         "import neuron_stats  # registers neuron-stats\n"
@@ -108,11 +109,11 @@ def test_evaluate_from_an_imported_module_reaches_worker_processes(tmp_path, dat
         "def go(data, out):\n"
         "    return wsbench.evaluate('neuron-stats', 'inr', seeds=[0, 1], epochs=1, limit=12, jobs=2,\n"
         "                            dataset_options={'steps': '20'}, data_root=data, out=out)\n")
-    code = ("import sys, driver\n"
-            "result = driver.go(sys.argv[1], sys.argv[2])\n"
-            "print(len(result.records), result.status, sorted(result.leaderboard['method']))\n")
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code, str(data_root), str(tmp_path / "out")], cwd=tmp_path, env=env,
+    (tmp_path / "script.py").write_text("import sys, driver\n"
+                                        "result = driver.go(sys.argv[1], sys.argv[2])\n"
+                                        "print(len(result.records), result.status, sorted(result.leaderboard['method']))\n")
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "script.py", str(data_root), str(tmp_path / "out")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:2] == ["2", "0"] and "neuron-stats" in done.stdout
