@@ -72,6 +72,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def is_inside(relative: str) -> bool:
+    """Whether a path listed in a table stays inside its folder (relative, no ``..``)."""
+    parts = Path(relative).parts
+    return bool(parts) and not Path(relative).is_absolute() and ".." not in parts
+
+
 def read_json(path: Path, what: str) -> object:
     """The parsed JSON of ``path``; ``InvalidData`` naming the file and ``what`` it should be
     if it cannot be read or parsed."""

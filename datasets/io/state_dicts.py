@@ -22,15 +22,16 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from datasets.spec import ArchSpec
 from datasets.errors import InvalidItem
-from datasets.weights import WeightSpace
+from datasets.weights import MixedWeights, WeightSpace
 
 Layers = tuple[list[Tensor], list[Tensor]]
 LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile,
@@ -117,6 +118,27 @@ def stack(spec: ArchSpec, networks: list[Layers]) -> WeightSpace:
     n = len(spec.layers)
     return WeightSpace(spec, tuple(torch.stack([net[0][i] for net in networks]) for i in range(n)),
                        tuple(torch.stack([net[1][i] for net in networks]) for i in range(n)))
+
+
+class ReadNetwork(Protocol):
+    """A network read from a file: its architecture and its layers' weights and biases."""
+
+    spec: ArchSpec
+    weights: list[Tensor]
+    biases: list[Tensor]
+
+
+def stack_mixed(networks: Sequence[ReadNetwork]) -> MixedWeights:
+    """The networks as one batch, one group per architecture, rows in the given order."""
+    specs: dict[ArchSpec, list[int]] = {}
+    for i, net in enumerate(networks):
+        specs.setdefault(net.spec, []).append(i)
+    group_index, row_index = torch.empty(len(networks), dtype=torch.long), torch.empty(len(networks), dtype=torch.long)
+    groups = []
+    for g, (spec, rows) in enumerate(specs.items()):
+        groups.append(stack(spec, [(networks[i].weights, networks[i].biases) for i in rows]))
+        group_index[rows], row_index[rows] = g, torch.arange(len(rows))
+    return MixedWeights(tuple(groups), group_index, row_index)
 
 
 def dwsnets_state_dict(ws: WeightSpace, row: int) -> OrderedDict[str, Tensor]:

@@ -29,15 +29,13 @@ import torch
 from datasets.card import summary
 from datasets.dataset_table import DatasetInfo, RemoteFile, register_dataset
 from datasets.errors import DataNotFound, InvalidData, InvalidItem
-from datasets.files import read_json
-from datasets.io.state_dicts import stack
+from datasets.files import is_inside, read_json
+from datasets.io.state_dicts import stack_mixed
 from datasets.io.wild_park import WildParkNetwork, read_network
 from datasets.progress import progress
 from datasets.source import Built, DatasetSource
-from datasets.spec import ArchSpec
 from datasets.validation import Skipper
 from datasets.weight_dataset import SPLITS, Split
-from datasets.weights import MixedWeights
 
 SPLITS_FILE = "cnn_park_splits.json"
 FOLDER = "cifar10_zooV2"
@@ -49,12 +47,6 @@ SPLITS_URL = ("https://raw.githubusercontent.com/mkofinas/neural-graphs/1f2b671a
 DOWNLOAD = (f"cnn_wild_park.zip from {ZENODO} (extract it, so that {FOLDER}/ is in the folder) and "
             f"{SPLITS_FILE} from github.com/mkofinas/neural-graphs (experiments/cnn_generalization/dataset/)")
 SCORE_TOLERANCE = 1e-9
-
-
-def is_inside(relative: str) -> bool:
-    """Whether a listed path stays inside the source folder (relative, no ``..``)."""
-    parts = Path(relative).parts
-    return bool(parts) and not Path(relative).is_absolute() and ".." not in parts
 
 
 def read_splits(path: Path) -> dict[str, list[tuple[str, float, int]]]:
@@ -73,19 +65,6 @@ def read_splits(path: Path) -> dict[str, list[tuple[str, float, int]]]:
                               "steps")
         entries[name] = list(zip(paths, map(float, scores), map(int, steps)))
     return entries
-
-
-def group(networks: list[WildParkNetwork]) -> MixedWeights:
-    """The networks as one batch, one group per architecture, rows in the given order."""
-    specs: dict[ArchSpec, list[int]] = {}
-    for i, net in enumerate(networks):
-        specs.setdefault(net.spec, []).append(i)
-    group_index, row_index = torch.empty(len(networks), dtype=torch.long), torch.empty(len(networks), dtype=torch.long)
-    groups = []
-    for g, (spec, rows) in enumerate(specs.items()):
-        groups.append(stack(spec, [(networks[i].weights, networks[i].biases) for i in rows]))
-        group_index[rows], row_index[rows] = g, torch.arange(len(rows))
-    return MixedWeights(tuple(groups), group_index, row_index)
 
 
 class CnnWildPark(DatasetSource):
@@ -137,7 +116,7 @@ class CnnWildPark(DatasetSource):
             if not networks:
                 raise InvalidData(f"cnn-wild-park, {name} split: none of the {len(entries[name]):,} listed "
                                   f"checkpoints could be used (skipped: {skipper.summary()})")
-            splits[name] = Split(group(networks), torch.tensor([n.test_accuracy for n in networks]),
+            splits[name] = Split(stack_mixed(networks), torch.tensor([n.test_accuracy for n in networks]),
                                  {"step": torch.tensor(steps), "run": torch.tensor(run_ids)})
         bar.close()
         every = [s.extras["step"] for s in splits.values()]

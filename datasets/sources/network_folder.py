@@ -68,11 +68,11 @@ from torch import Tensor
 
 from datasets.dataset_table import DatasetEntry, DatasetInfo, register_dataset
 from datasets.errors import ConfigError, DataNotFound, InvalidData, InvalidItem
-from datasets.io.state_dicts import LOAD_ERRORS, StateDictError, load_file, read_ordered
+from datasets.files import is_inside
+from datasets.io.state_dicts import LOAD_ERRORS, StateDictError, load_file, read_ordered, stack_mixed
 from datasets.options import Option
 from datasets.progress import progress
 from datasets.source import Built, DatasetSource
-from datasets.sources.cnn_wild_park import group, is_inside
 from datasets.spec import ACTIVATIONS, ArchSpec, Layer
 from datasets.validation import MIN_NETWORKS, Skipper
 from datasets.weight_dataset import SPLITS, Split
@@ -119,7 +119,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class FolderNetwork:
-    """One network read from the folder (what ``cnn_wild_park.group`` batches)."""
+    """One network read from the folder (what ``stack_mixed`` batches)."""
 
     spec: ArchSpec
     weights: list[Tensor]
@@ -400,7 +400,7 @@ class NetworkFolder(DatasetSource):
             raise InvalidData(f"{self.info.name}, {name} split: {len(networks)} usable network(s) of the {given} "
                               f"row(s) of {self.csv_path} it was given; at least {MIN_NETWORKS[name]} are needed "
                               f"(split: {self.split_rule()}; skipped: {skipped})")
-        weights = group(networks)
+        weights = stack_mixed(networks)
         dtype = torch.long if self.info.task == "classification" else torch.float32
         targets = torch.tensor([e.target for e in used], dtype=dtype)
         return Split(weights.groups[0] if homogeneous else weights, targets,
