@@ -40,19 +40,20 @@ log = logging.getLogger("wsbench")
 @dataclass
 class GridResult:
     """What a grid produced: every record of the plan (finished before or now), the
-    leaderboard summary (your rows and the reference beside them), its Markdown, and the
-    problems (failed runs, broken plugins)."""
+    leaderboard summary, its Markdown, the runs that failed and the plugins that could not
+    be used (each named once, when the plan was made)."""
 
     records: list[RunRecord]
     leaderboard: pd.DataFrame  # benchmarks.leaderboard.summary of the records, the reference ranked beside
     markdown: str
     out: Path
-    problems: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> int:
         """The command's exit status: 0, or 1 when a run failed or a plugin was broken."""
-        return 1 if self.problems else 0
+        return 1 if self.failed or self.broken else 0
 
 
 def spec_for(plan: Plan, dataset: str, method: str, seed: int, epochs: int | None) -> RunSpec:
@@ -114,7 +115,7 @@ def run_grid(plan: Plan) -> GridResult:
     reference = reference_folder(out)
     beside = load_records(reference, leaderboard.METRICS_OF)[0] if reference is not None else []
     table = leaderboard.board(records, beside)[1]
-    return GridResult(records, table, markdown, out, [*plan.broken, *failed])
+    return GridResult(records, table, markdown, out, failed, plan.broken)
 
 
 def summarise(record: RunRecord | None, primary: str) -> str:

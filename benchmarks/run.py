@@ -154,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--suite is required (one of: {', '.join(SUITES)}), or --list")
         result = run_grid(resolve(config_from(args)))
         print(result.markdown)
-        for problem in result.problems:
-            log.error("error: %s", problem)
+        for failure in result.failed:
+            log.error("error: %s", failure)
+        if result.broken:
+            log.error("error: %d plugin(s) could not be used (named above)", len(result.broken))
         return result.status
 
     return exit_status(command)
