@@ -151,6 +151,12 @@ def _has_ray() -> bool:
 BROKEN = {
     "broken_import.py": "import not_a_module_anyone_has\n",
     "raising.py": "def build(task, **hparams):\n    raise ValueError('no weights today')\n",
+    "false_claim.py": ("import torch\nfrom torch import nn\nimport wsbench\n\n"
+                       "@wsbench.register_method('false-claim', symmetries=('permutation',))\n"
+                       "def build(task):\n"
+                       "    return nn.Sequential(wsbench.Normaliser(task.stats), Flat(), nn.LazyLinear(task.out_dim))\n\n"
+                       "class Flat(nn.Module):\n    def forward(self, weights):\n"
+                       "        return weights.flatten().float()\n"),
     "wrong_shape.py": ("import torch\nfrom torch import nn\n\n"
                        "class Three(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
                        "        self.lin = nn.Linear(1, 3)\n\n"
@@ -162,8 +168,9 @@ BROKEN = {
 def test_broken_plugins_are_one_line_each_and_the_other_runs_finish(tmp_path, data_root):
     for name, text in BROKEN.items():
         (tmp_path / name).write_text(text)
-    done = wsbench(tmp_path, "--suite", "inr", "--plugin", "broken_import.py", "--methods", "mlp", "raising.py:build",
-                   "wrong_shape.py:build", "not_there.py:build", *FAST, data=data_root)
+    done = wsbench(tmp_path, "--suite", "inr", "--plugin", "broken_import.py", "--plugin", "false_claim.py",
+                   "--methods", "mlp", "raising.py:build", "wrong_shape.py:build", "not_there.py:build", "false-claim",
+                   *FAST, data=data_root)
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert any("plugin broken_import cannot be imported: ModuleNotFoundError" in line for line in errors), errors
@@ -175,3 +182,8 @@ def test_broken_plugins_are_one_line_each_and_the_other_runs_finish(tmp_path, da
     wrong = found["wrong_shape:build"][0]
     assert wrong["status"] == "failed" and "outputs of shape (" in wrong["reason"] and ", 3)" in wrong["reason"]
     assert any("raising:build" in line and "no weights today" in line for line in errors), errors
+    # a claim that does not hold: the run finishes, and its row says the claim is broken
+    assert found["false-claim"][0]["status"] == "ok" and found["false-claim"][0]["claims"] == ["permutation"]
+    row = next(line for line in (tmp_path / "out" / "leaderboard.md").read_text().splitlines()
+               if line.startswith("| false-claim |"))
+    assert "claimed invariance broken: permutation" in row
