@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset-source", type=folder, help="put the files here instead of DATA_ROOT/raw/...")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    import datasets.sources  # noqa: F401  (registers every dataset)
+    from benchmarks.launchers import register_all
+
+    register_all()  # every dataset: the built-in ones and the installed plugins'
 
     options = LoadOptions(args.data_root or default_data_root(), args.dataset_source)
 
