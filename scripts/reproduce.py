@@ -21,29 +21,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import benchmarks.run as run  # noqa: E402
 from benchmarks import paper_tables  # noqa: E402
+from benchmarks.config import EvaluationConfig, resolve  # noqa: E402
+from benchmarks.grid import run_grid  # noqa: E402
+from benchmarks.launchers import register_all  # noqa: E402
 from benchmarks.protocol import PROFILES  # noqa: E402
+from datasets.errors import exit_status  # noqa: E402
 
 TABLE_1 = ("mlp", "mlp-aug", "dwsnet", "nfn-np", "nfn-hnp", "ng-gnn", "ng-t")
 
 
-def suite_args(args: argparse.Namespace, source: Path, out: Path, extra: list[str]) -> list[str]:
-    command = ["--suite", "inr", "--datasets", "mnist-inr", "--dataset-source", str(source), "--profile", "paper",
-               "--device", args.device, "--precision", args.precision, "--seeds", *map(str, args.seeds),
-               "--methods", *args.methods, "--out", str(out), *extra]
-    if args.data_root:
-        command += ["--data-root", str(args.data_root)]
-    if args.limit:
-        command += ["--limit", str(args.limit)]
-    if args.jobs:
-        command += ["--jobs", str(args.jobs)]
-    return command + (["--compile"] if args.compile else [])
+def config_for(args: argparse.Namespace, source: Path, out: Path, **changes) -> EvaluationConfig:
+    """The paper-profile run of the table's methods on the INRs built (or read) from ``source``."""
+    fields = dict(suite="inr", datasets=("mnist-inr",), dataset_source=source, profile="paper", device=args.device,
+                  precision=args.precision, compile=args.compile, seeds=tuple(args.seeds), methods=tuple(args.methods),
+                  out=out, data_root=args.data_root, limit=args.limit, jobs=args.jobs)
+    return EvaluationConfig(**{**fields, **changes})
+
+
+def run_config(config: EvaluationConfig) -> int:
+    """Run it; the exit status (2 with one line for a user error)."""
+    return exit_status(lambda: run_grid(resolve(config)).status)
 
 
 def estimate(args: argparse.Namespace, sources: list[Path]) -> int:
@@ -51,8 +55,7 @@ def estimate(args: argparse.Namespace, sources: list[Path]) -> int:
     out = args.out / "estimate"
     epochs = PROFILES["paper"].epochs
     for source in sources:
-        one = argparse.Namespace(**{**vars(args), "seeds": [0]})
-        code = run.main(suite_args(one, source, out, ["--epochs", "1"]))
+        code = run_config(config_for(args, source, out, seeds=(0,), epochs=1))
         if code not in (0, 1):
             return code
     rows, total = [], 0.0
@@ -87,10 +90,12 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--estimate", action="store_true", help="one epoch per method, then the extrapolated cost")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    register_all()
     sources = [args.source] + ([args.published] if args.published else [])
     if args.estimate:
         return estimate(args, sources)
-    codes = [run.main(suite_args(args, source, args.out / name, []))
+    codes = [run_config(config_for(args, source, args.out / name))
              for source, name in zip(sources, ("built", "published"))]
     for name in ("built", "published")[:len(sources)]:
         print(f"\n# {name} INRs\n")

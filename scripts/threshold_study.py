@@ -9,8 +9,8 @@ chosen on validation only, and the best learning rate seen beside it.
 For every method, every candidate size in :data:`CANDIDATES` (smallest first; a candidate
 equal to the quick profile runs as the plain profile) is trained with every learning rate
 (default: the method's own times ``--lr-factors``) on one seed under the quick profile,
-through ``python -m benchmarks.run`` (records under ``--out``, so a rerun skips what is
-done). Per run the study finds the first epoch whose validation metric leaves chance (above
+through the harness's configuration (``benchmarks.config.EvaluationConfig``; records under
+``--out``, so a rerun skips what is done). Per run the study finds the first epoch whose validation metric leaves chance (above
 the majority-class accuracy plus two standard deviations of a guessing classifier): that, in
 optimiser steps, is the "steps to leave the plateau". Per method it picks, at the method's
 own learning rate, the smallest size whose validation score is within ``--within`` of the
@@ -29,8 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import benchmarks.run as run  # noqa: E402
+from benchmarks.config import EvaluationConfig, resolve  # noqa: E402
+from benchmarks.grid import run_grid  # noqa: E402
 from benchmarks.launchers import register_all  # noqa: E402
+from datasets.errors import exit_status  # noqa: E402
 from datasets.method_table import METHODS  # noqa: E402
 
 # Candidate quick sizes per method, smallest first (hyperparameter overrides of the quick profile).
@@ -64,29 +66,25 @@ def quick_default(method: str) -> dict:
     return info.profiles["quick"]["mlp"] if info.by_domain else info.profiles["quick"]
 
 
-def option_args(method: str, options: dict) -> list[str]:
-    """``--method-option`` arguments for the options that differ from the quick profile (so a
-    candidate equal to it is the same configuration as a plain run, and reuses its record)."""
-    args = []
-    for key, value in options.items():
-        if quick_default(method).get(key) == value:
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        args += ["--method-option", f"{method}.{key}={text}"]
-    return args
+def method_options(method: str, options: dict) -> dict:
+    """The method options that differ from the quick profile (so a candidate equal to it is
+    the same configuration as a plain run, and reuses its record)."""
+    return {f"{method}.{key}": value for key, value in options.items() if quick_default(method).get(key) != value}
 
 
-def train_grid(args: argparse.Namespace, method: str, dataset: str, extra: list[str]) -> None:
+def train_grid(args: argparse.Namespace, method: str, dataset: str, data: dict) -> None:
+    """Every candidate size of ``method`` at every learning rate, on ``dataset`` (``data``:
+    the other fields of the configuration: data root, source, limit, dataset options)."""
     default_lr = METHODS[method].optimiser("quick").get("lr", 1e-3)
     lrs = args.lrs or [default_lr * f for f in args.lr_factors]
     sizes = CANDIDATES.get(method, [{}])
     sizes = {"all": sizes, "smallest": sizes[:1], "default": [{}]}[args.sizes]
     for options in sizes:
         for lr in lrs:
-            code = run.main(["--suite", "inr", "--datasets", dataset, "--methods", method,
-                             "--seeds", *map(str, args.seeds), "--lr", f"{lr:g}", "--out", str(args.out),
-                             "--jobs", str(args.jobs), *option_args(method, options), *extra])
-            if code == 2:
+            config = EvaluationConfig(suite="inr", datasets=(dataset,), methods=(method,), seeds=tuple(args.seeds),
+                                      lr=float(f"{lr:g}"), out=args.out, jobs=args.jobs,
+                                      method_options=method_options(method, options), **data)
+            if exit_status(lambda: run_grid(resolve(config)).status) == 2:
                 raise SystemExit(f"{method} {label(options)} lr {lr:g}: refused (see the error above)")
 
 
@@ -181,14 +179,13 @@ def main() -> int:
     args = p.parse_args()
     register_all()
     if not args.report_only:
-        root = ["--data-root", str(args.data_root)] if args.data_root else []
-        root += [a for option in args.dataset_option for a in ("--dataset-option", option)]
+        data = {"data_root": args.data_root, "dataset_options": dict(o.split("=", 1) for o in args.dataset_option)}
         for method in args.methods:
             for dataset in args.datasets:
-                train_grid(args, method, dataset, root)
+                train_grid(args, method, dataset, data)
             if args.mnist_source:
-                train_grid(args, method, "mnist-inr", root + ["--dataset-source", str(args.mnist_source),
-                                                              "--limit", str(args.mnist_limit)])
+                train_grid(args, method, "mnist-inr", {**data, "dataset_source": args.mnist_source,
+                                                       "limit": args.mnist_limit})
     print(report(args))
     return 0
 
