@@ -524,7 +524,8 @@ def wheels_to_carry() -> list[str]:
     roots = set()
     for module in list(sys.modules.values()):
         path = Path(getattr(module, "__file__", None) or "/")
-        if REPO in path.parents and REPO / "tests" not in path.parents:
+        ours = REPO in path.parents and not any(p in path.parents for p in (REPO / "tests", Path(sys.prefix)))
+        if ours and path.suffix == ".py":  # a virtualenv inside the repository is not the repository's code
             roots |= top_level_imports(path)
     found = {re.sub(r"[-_.]+", "-", d).lower() for root in roots if not (REPO / root).exists()
              for d in owners.get(root, ())}
