@@ -63,13 +63,14 @@ STATS = ("mean", "std", "count")  # pandas': NaN-skipping mean, sample std (ddof
 
 
 def learning_flags(record: RunRecord) -> list[str]:
-    """``still improving``: the best validation epoch is the last (the budget cut it off);
+    """``still improving``: the best validation epoch is the last (the budget cut it off; a
+    one-epoch run counts, as nothing shows it had stopped improving);
     ``did not learn``: the best validation score never left chance (within its margin)."""
     if record["status"] != "ok":
         return []
     flags = []
     history, metric = record["history"], record["chance"]["metric"]
-    if len(history) > 1 and record["best_epoch"] == len(history):
+    if record["best_epoch"] == len(history):
         flags.append(UNDER_BUDGET)
     best = record["val"].get(metric)
     level, margin = record["chance"]["value"], record["chance"]["margin"]

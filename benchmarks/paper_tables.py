@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.leaderboard import METRICS_OF, budget, mean_std, unread_markdown
+from benchmarks.leaderboard import METRICS_OF, budget, learning_flags, mean_std, unread_markdown
 from benchmarks.metrics import METRICS
 from benchmarks.ranking import RankAgreement, kendall
 from benchmarks.record_schema import RunRecord
@@ -65,20 +66,25 @@ TABLES = (
 )
 
 
+PROFILES = ("quick", "paper")  # our columns: one per model profile that has records
+
+
 def _rank(records: list[RunRecord]) -> tuple:
-    """Which configuration of a method best stands for our number: the paper profile first,
-    then the most data, the most epochs and the most seeds."""
+    """Which configuration of a method best stands for our number within one profile: the
+    most data, the most epochs, then the most seeds."""
     config = records[0]["config"]
     limit = config["data"].get("limit") or 10**12
-    return (config["profile"] == "paper", limit, config["train"]["epochs"], len(records))
+    return (limit, config["train"]["epochs"], len(records))
 
 
 @dataclass(frozen=True)
 class Ours:
     """Our number for one method on one dataset: the mean over the seeds of one
-    configuration, and the table cell (mean ± std, budget, data size, epochs trained, seeds)."""
+    configuration, its standard deviation over them (``None`` for one seed), and the table
+    cell (mean ± std, budget, data size, epochs trained, seeds)."""
 
     mean: float | None
+    std: float | None
     cell: str
 
 
@@ -105,14 +111,23 @@ def trained(runs: list[RunRecord]) -> str:
     return f", trained {counts[0]}" + (f"–{counts[-1]}" if counts[-1] != counts[0] else "") + " ep"
 
 
-def ours(records: list[RunRecord], suite: str, dataset: str, metric: str) -> dict[str, Ours]:
-    """Per method on ``dataset`` in ``suite``: mean ± std over the seeds of one configuration
-    (the largest budget present; configurations are never mixed), with that budget, the data
-    size, the epochs trained under early stopping and the number of seeds."""
+def flag_counts(runs: list[RunRecord]) -> dict[str, int]:
+    """How many of the runs carry each learning flag ('still improving', 'did not learn')."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in runs:
+        for flag in learning_flags(r):
+            counts[flag] += 1
+    return dict(counts)
+
+
+def ours(records: list[RunRecord], suite: str, dataset: str, metric: str, profile: str) -> dict[str, Ours]:
+    """Per method on ``dataset`` in ``suite`` under ``profile``: mean ± std over the seeds of
+    one configuration (the largest budget present; configurations are never mixed), with that
+    budget, the data size, the epochs trained under early stopping and the number of seeds."""
     by: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         c = r["config"]
-        if (c["suite"], c["dataset"]) == (suite, dataset) and r["status"] == "ok" and c["profile"] in ("paper", "quick"):
+        if (c["suite"], c["dataset"], c["profile"]) == (suite, dataset, profile) and r["status"] == "ok":
             by[(c["method"], r["config_id"])].append(r)
     best: dict[str, list[RunRecord]] = {}
     for (method, _), runs in by.items():
@@ -123,38 +138,56 @@ def ours(records: list[RunRecord], suite: str, dataset: str, metric: str) -> dic
     for method, runs in sorted(best.items()):
         values = [r["metrics"][metric] for r in runs if r["metrics"][metric] is not None]
         seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+        flags = "".join(f"; {flag} ({n}/{len(runs)})" for flag, n in flag_counts(runs).items())
         cell = (f"{mean_std([r['metrics'][metric] for r in runs], shown.scale, shown.digits)} "
                 f"({runs[0]['config']['profile']}, {budget(runs[0])}{trained(runs)}; {data_size(runs[0])}; "
-                f"{seeds})")
-        result[method] = Ours(sum(values) / len(values) if values else None, cell)
+                f"{seeds}{flags})")
+        result[method] = Ours(statistics.fmean(values) if values else None,
+                              statistics.stdev(values) if len(values) > 1 else None, cell)
     return result
 
 
+def our_columns(records: list[RunRecord], table: PaperTable, label: str, dataset: str) -> list[tuple[str, dict]]:
+    """Our columns for one dataset: one per model profile with records (named by the profile
+    when there are two), or one empty column."""
+    columns = [(profile, ours(records, table.suite, dataset, table.metric, profile)) for profile in PROFILES]
+    present = [(profile, column) for profile, column in columns if column]
+    if len(present) < 2:
+        return [(f"{label} (ours)", present[0][1] if present else {})]
+    return [(f"{label} (ours, {profile} models)", column) for profile, column in present]
+
+
 def agreement(ours_column: dict[str, Ours], published: dict[str, float | None], metric: str) -> RankAgreement:
-    """Kendall's τ between our means and the published numbers over the methods both have."""
+    """Kendall's τ between our means and the published numbers over the methods both have,
+    also at our resolution (pairs within the seeds' spread tied)."""
     mine = {m: o.mean for m, o in ours_column.items() if o.mean is not None}
-    return kendall(mine, {m: v for m, v in published.items() if v is not None}, METRICS[metric].higher_is_better)
+    spread = {m: o.std for m, o in ours_column.items() if o.mean is not None and o.std is not None}
+    return kendall(mine, {m: v for m, v in published.items() if v is not None}, METRICS[metric].higher_is_better,
+                   spread)
 
 
 def render_table(records: list[RunRecord], table: PaperTable) -> list[str]:
     """The Markdown lines of one published table with our numbers beside, then Kendall's τ
     of each of our columns against the published ranking (the local datasets against the
     first published column)."""
-    published = [ours(records, table.suite, d, table.metric) for _, d in table.benchmarks]
-    local = [ours(records, table.suite, d, table.metric) for d in table.local]
-    methods = list(table.published) + sorted({m for col in published + local for m in col} - set(table.published))
-    header = [h for label, _ in table.benchmarks for h in (f"{label} (paper)", f"{label} (ours)")]
-    header += [f"{d} (ours)" for d in table.local]
+    published = [our_columns(records, table, label, d) for label, d in table.benchmarks]
+    local = [column for d in table.local for column in our_columns(records, table, d, d)]
+    methods = list(table.published) + sorted(
+        {m for _, col in [*(c for cols in published for c in cols), *local] for m in col} - set(table.published))
+    header = [h for (label, _), cols in zip(table.benchmarks, published) for h in (f"{label} (paper)", *(n for n, _ in cols))]
+    header += [name for name, _ in local]
     lines = ["", f"## {table.title}", "", f"Published: {table.source}.", "",
              "| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for m in methods:
         values = table.published.get(m, (None,) * len(table.benchmarks))
-        cells = [c for v, col in zip(values, published)
-                 for c in ("–" if v is None else f"{v:.{table.digits}f}", col[m].cell if m in col else "–")]
-        cells += [col[m].cell if m in col else "–" for col in local]
+        cells = [c for v, cols in zip(values, published)
+                 for c in ("–" if v is None else f"{v:.{table.digits}f}", *(col[m].cell if m in col else "–"
+                                                                          for _, col in cols))]
+        cells += [col[m].cell if m in col else "–" for _, col in local]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    columns = [(f"{label} (ours)", label, col, i) for i, ((label, _), col) in enumerate(zip(table.benchmarks, published))]
-    columns += [(f"{d} (ours)", table.benchmarks[0][0], col, 0) for d, col in zip(table.local, local)]
+    columns = [(name, label, col, i) for i, ((label, _), cols) in enumerate(zip(table.benchmarks, published))
+               for name, col in cols]
+    columns += [(name, table.benchmarks[0][0], col, 0) for name, col in local]
     ranked = []
     for name, label, col, i in columns:
         result = agreement(col, {m: v[i] for m, v in table.published.items()}, table.metric)

@@ -85,6 +85,7 @@ def test_flags_mark_runs_cut_off_by_their_budget_or_at_chance():
     assert learning_flags(RECORDS[0]) == ["did not learn"]  # best val 0.12 <= chance 0.1 + margin 0.05
     assert learning_flags(RECORDS[2]) == []
     assert learning_flags(RECORDS[4]) == ["still improving"]  # best epoch = last epoch
+    assert learning_flags(record("dwsnet", 0, 0.6, 0.6, 0.0, epochs=1, best_epoch=1)) == ["still improving"]
 
 
 def on_mnist(r, limit=2000, epochs=60, patience=8, trained=20):
@@ -117,6 +118,24 @@ def test_our_mnist_column_states_budget_data_size_and_epochs_and_its_tau_names_t
     assert ("MNIST (ours) against MNIST (paper): Kendall τ between our ranking and the published one over the 2 "
             "methods in both (dwsnet, mlp): -1.00 (0 concordant, 1 discordant pairs: mlp above dwsnet here, not in "
             "the paper).") in text
+
+
+def test_each_profile_gets_its_own_column_with_its_tau_and_the_flags_of_its_runs():
+    quick = [on_mnist(record(m, s, acc + s / 100, acc, 0.0, best_epoch=3), trained=20)
+             for m, acc in (("dwsnet", 0.45), ("scalegmn", 0.8)) for s in (0, 1)]
+    paper = []
+    for m, acc in (("dwsnet", 0.87), ("scalegmn", 0.94)):
+        r = on_mnist(record(m, 0, acc, acc, 0.0, best_epoch=1), limit=None, epochs=1, patience=None, trained=1)
+        r["config"]["profile"] = r["config"]["model_profile"] = "paper"
+        r["config_id"] = config_id(r["config"])
+        paper.append(r)
+    text = render_tables(quick + paper)
+    assert "| MNIST (paper) | MNIST (ours, quick models) | MNIST (ours, paper models) | FashionMNIST (paper) |" in text
+    dwsnet = next(line for line in text.splitlines() if line.startswith("| dwsnet | 85.71 |"))
+    assert "45.50 ± 0.71 (quick," in dwsnet and "87.00 (paper, 1 ep," in dwsnet
+    assert "1 seed; still improving (1/1))" in dwsnet  # its one epoch budget cut it off
+    assert "- MNIST (ours, quick models) against MNIST (paper):" in text
+    assert "- MNIST (ours, paper models) against MNIST (paper):" in text
 
 
 def reconfigured(r, **train):

@@ -37,3 +37,17 @@ def test_the_issues_digits_ranking_gives_its_tau_and_names_the_three_discordant_
 def test_lower_is_better_names_the_better_method_first():
     agreement = kendall({"a": 1.0, "b": 2.0}, {"a": 2.0, "b": 1.0}, higher_is_better=False)
     assert agreement.tau == -1.0 and agreement.disagreements == (("a", "b"),)
+
+
+def test_a_pair_within_our_seeds_spread_is_named_and_tied_at_our_resolution():
+    ours = {"mlp": 9.70, "mlp-aug": 9.57, "dwsnet": 46.33, "scalegmn": 79.07}
+    spread = {"mlp": 0.92, "mlp-aug": 0.53, "dwsnet": 2.66, "scalegmn": 0.58}
+    agreement = kendall(ours, PUBLISHED, spread=spread)
+    assert agreement.disagreements == (("mlp", "mlp-aug"),) and round(agreement.tau, 4) == round(4 / 6, 4)
+    assert agreement.within_spread == {frozenset(("mlp", "mlp-aug"))}
+    assert agreement.tau_resolved == 5 / (5 * 6) ** 0.5  # τ-b with one of six pairs tied on our side
+    line = agreement.describe()
+    assert "mlp above mlp-aug here, not in the paper (within our seeds' spread)" in line and "τ is 0.91" in line
+    far = kendall(ours, PUBLISHED, spread={m: 0.01 for m in ours})  # the same pair outside a tiny spread
+    assert far.within_spread == frozenset() and "resolution" not in far.describe()
+    assert kendall(ours, PUBLISHED).tau_resolved is None  # no spread, no second τ
