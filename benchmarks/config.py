@@ -22,7 +22,7 @@ from benchmarks import tracking
 from benchmarks.launchers import LAUNCHERS, check_launcher
 from benchmarks.plugins import PluginError, PluginSpec, check_not_main, import_plugin, requested, \
     resolve_method, spec_for, unimportable
-from benchmarks.protocol import PRECISIONS
+from benchmarks.protocol import PRECISIONS, SCHEDULES
 from benchmarks.records import is_reference
 from benchmarks.suites import SUITES, Suite
 from datasets.cache import default_data_root
@@ -34,7 +34,7 @@ from datasets.source import LoadOptions
 log = logging.getLogger("wsbench")
 RESULTS_ENV = "WSBENCH_RESULTS"
 SMOKE_LIMIT = 40
-MAX_SEED, MAX_EPOCHS = 2**31 - 1, 100_000
+MAX_SEED, MAX_EPOCHS, MAX_BATCH = 2**31 - 1, 100_000, 65_536
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class EvaluationConfig:
     selected method that has hyperparameter ``KEY``, ``{"METHOD.KEY": value}`` for one
     (values typed, or strings to parse). ``dataset_options``: ``{"KEY": "VALUE"}`` for the
     datasets' own options. ``patience``: stop a run after this many epochs without a better
-    validation score (``epochs`` stays the most it may train). ``out``: your results folder
+    validation score (``epochs`` stays the most it may train). ``schedule``: the learning rate
+    after the linear warm-up, ``"cosine"`` (decay to 0, the default) or ``"constant"``;
+    ``batch_size``: training batch (``None``: the protocol's 128). ``out``: your results folder
     (default ``$WSBENCH_RESULTS`` or ``./runs``); ``data_root``: the dataset cache
     (default ``$WSBENCH_DATA`` or ``~/.cache/wsbench``). ``plugins``: modules to import
     (``--plugin``; ``$WSBENCH_PLUGINS`` too)."""
@@ -59,6 +61,8 @@ class EvaluationConfig:
     smoke: bool = False
     device: str = "cpu"
     lr: float | None = None
+    schedule: str = "cosine"
+    batch_size: int | None = None
     precision: str = "fp32"
     compile: bool = False
     threads: int = 1
@@ -85,6 +89,7 @@ class EvaluationConfig:
         for name in ("datasets", "methods", "seeds", "plugins"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, low, high in (("epochs", 1, MAX_EPOCHS), ("patience", 1, MAX_EPOCHS), ("threads", 1, 256),
+                                ("batch_size", 1, MAX_BATCH),
                                 ("jobs", 1, 64), ("limit", 1, 10**9)):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and low <= value <= high):
@@ -94,7 +99,8 @@ class EvaluationConfig:
         if self.lr is not None and not 0 < self.lr < float("inf"):
             raise ConfigError(f"lr={self.lr!r} is out of range; valid: a positive number")
         for name, value, valid in (("profile", self.profile, PROFILES), ("device", self.device, ("cpu", "cuda")),
-                                   ("precision", self.precision, PRECISIONS), ("launcher", self.launcher, LAUNCHERS),
+                                   ("precision", self.precision, PRECISIONS),
+                                   ("schedule", self.schedule, SCHEDULES), ("launcher", self.launcher, LAUNCHERS),
                                    ("track", self.track, tracking.TRACKERS)):
             if value not in valid:
                 raise ConfigError(f"{name}={value!r}; valid: {', '.join(valid)}")

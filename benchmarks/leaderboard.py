@@ -33,6 +33,7 @@ import pandas as pd
 
 from benchmarks import figures, leaderboard_html
 from benchmarks.metrics import METRICS
+from benchmarks.protocol import DEFAULT_BATCH
 from benchmarks.record_schema import RunRecord
 from benchmarks.records import REFERENCE, UNREAD, YOURS, Unread, load_records, reference_folder, report
 from benchmarks.robustness import TRANSFORMS
@@ -82,13 +83,18 @@ def learning_flags(record: RunRecord) -> list[str]:
 
 def budget(record: RunRecord) -> str:
     """The run's budget and options, as a table cell: epochs (at most that many, with the
-    early-stopping patience, where one is set), model profile (and the one used, for a method
-    without a paper profile), data limit, method and dataset options, precision, compilation."""
+    early-stopping patience, where one is set), learning rate (and a schedule other than
+    cosine, a batch size other than the protocol's), model profile (and the one used, for a method without a paper profile), data
+    limit, method and dataset options, precision, compilation."""
     config = record["config"]
     train = config["train"]
     epochs = (f"≤{train['epochs']} ep, patience {train['patience']}" if train.get("patience")
               else f"{train.get('epochs', '?')} ep")
     parts = [epochs] + ([f"lr {train['lr']:g}"] if "lr" in train else [])
+    if train.get("schedule", "cosine") != "cosine":
+        parts.append(f"{train['schedule']} lr")
+    if train.get("batch_size", DEFAULT_BATCH) != DEFAULT_BATCH:
+        parts.append(f"batch {train['batch_size']}")
     used = config.get("model_profile_used")
     parts.append(f"{config['model_profile']} model" + (f" ({used} sizes: no {config['model_profile']} profile)"
                                                       if used else ""))
@@ -119,11 +125,13 @@ def claims(record: RunRecord) -> list[str]:
 def comparable(record: RunRecord) -> str:
     """What a reference run must share with a run to be ranked beside it, as JSON text: its
     table (profile, suite, dataset), the dataset's fingerprint and the budget (epochs, data
-    limit, options and skipping, protocol version, precision, early-stopping patience)."""
+    limit, options and skipping, protocol version, precision, early-stopping patience, lr schedule,
+    batch size)."""
     config, train, data = record["config"], record["config"]["train"], record["config"]["data"]
     return json.dumps([config["profile"], config["suite"], config["dataset"], config["dataset_fingerprint"],
                        train.get("epochs"), data.get("limit"), data.get("options", {}), data.get("skip_invalid", False),
-                       config["protocol_version"], train.get("precision", "fp32"), train.get("patience")],
+                       config["protocol_version"], train.get("precision", "fp32"), train.get("patience"),
+                       train.get("schedule", "cosine"), train.get("batch_size", DEFAULT_BATCH)],
                       sort_keys=True, default=str)
 
 

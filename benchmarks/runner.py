@@ -47,7 +47,8 @@ class RunSpec:
     """What is asked of one run; picklable, so runs can go to worker processes.
     ``profile``: the training budget (quick, paper or smoke); ``model_profile``: the model
     sizes (quick or paper); ``method_options``: typed hyperparameter overrides;
-    ``patience``: the early-stopping rule (``None``: train every epoch); ``plugins``: what a
+    ``patience``: the early-stopping rule (``None``: train every epoch); ``schedule``: the lr
+    after the warm-up; ``batch_size``: ``None`` for the protocol's; ``plugins``: what a
     worker imports first to know the method and the dataset."""
 
     suite: str
@@ -66,12 +67,15 @@ class RunSpec:
     compile: bool = False
     lr: float | None = None
     patience: int | None = None
+    schedule: str = "cosine"
+    batch_size: int | None = None
     plugins: PluginSpec = PluginSpec()
 
     def train_config(self) -> TrainConfig:
-        optim = {**METHODS[self.method].optimiser(self.model_profile), **({"lr": self.lr} if self.lr else {})}
+        optim = {**METHODS[self.method].optimiser(self.model_profile), **({"lr": self.lr} if self.lr else {}),
+                 **({"batch_size": self.batch_size} if self.batch_size else {})}
         return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile,
-                              patience=self.patience)
+                              patience=self.patience, schedule=self.schedule)
 
     def label(self) -> str:
         return f"{self.dataset} / {self.method} / seed {self.seed}"

@@ -227,8 +227,10 @@ def test_the_reference_runs_on_the_same_data_and_budget_are_ranked_beside_yours(
     reference = [record(method, 0, acc, acc, 0.0) for method, acc in (("dwsnet", 0.9), ("nfn-np", 0.6), ("mlp", 0.2))]
     other_data = record("statnn", 0, 0.95, 0.95, 0.0)
     other_data["config"]["dataset_fingerprint"] = "e"
-    apart = [reconfigured(other_data),  # other data, other precision, other epochs: not shown
+    apart = [reconfigured(other_data),  # other data, precision, lr schedule, batch or epochs: not shown
              reconfigured(record("ng-t", 0, 0.99, 0.99, 0.0), precision="bf16"),
+             reconfigured(record("ng-gnn", 0, 0.97, 0.97, 0.0), schedule="constant"),
+             reconfigured(record("ng-t", 1, 0.97, 0.97, 0.0), batch_size=512),
              record("nft", 0, 0.98, 0.98, 0.0, epochs=2, best_epoch=1)]
     same_config = record("mine", 0, 0.72, 0.72, 0.0)  # your configuration: its mean joins your row
     for folder, records in ((mine, own), (shipped, reference + apart + [same_config])):

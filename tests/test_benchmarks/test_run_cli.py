@@ -139,6 +139,8 @@ def test_repeated_names_run_once(tmp_path):
     (["--seeds", "x"], "'x' is not an integer"),
     (["--data-root", ""], "an empty path is not a folder"),
     (["--dataset-option", "steps"], "'steps' is not KEY=VALUE"),
+    (["--schedule", "step"], "invalid choice: 'step'"),
+    (["--batch-size", "0"], "out of range; valid: 1..65536"),
 ])
 def test_malformed_arguments_are_refused(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
@@ -211,3 +213,16 @@ def test_early_stopping_stops_after_its_patience_and_is_part_of_the_identity(tmp
     history = stopped["history"]
     assert len(history) == 12 or stopped["best_epoch"] == len(history) - 1  # stopped one epoch after its best
     assert "≤12 ep, patience 1" in (tmp_path / "out" / "leaderboard.md").read_text()
+
+
+def test_the_lr_schedule_and_batch_size_are_part_of_the_identity_and_shown_in_the_budget(tmp_path):
+    for options in (["--schedule", "constant"], ["--batch-size", "64"], []):
+        assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "2", *options) == 0
+    runs = {(r["config"]["train"]["schedule"], r["config"]["train"]["batch_size"]): r
+            for r in records_by_method(tmp_path)["mlp"]}
+    assert set(runs) == {("constant", 128), ("cosine", 64), ("cosine", 128)}
+    assert len({r["config_id"] for r in runs.values()}) == 3
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    for budget in ("2 ep, lr 0.001, constant lr, quick model", "2 ep, lr 0.001, batch 64, quick model",
+                   "2 ep, lr 0.001, quick model"):
+        assert f"| mlp | {budget}" in board
