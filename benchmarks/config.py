@@ -22,7 +22,7 @@ from benchmarks import tracking
 from benchmarks.launchers import LAUNCHERS, check_launcher
 from benchmarks.plugins import PluginError, PluginSpec, check_not_main, import_plugin, requested, \
     resolve_method, spec_for, unimportable
-from benchmarks.protocol import PRECISIONS, SCHEDULES
+from benchmarks.protocol import DEFAULT_SCHEDULE, PRECISIONS, SCHEDULES
 from benchmarks.records import is_reference
 from benchmarks.suites import SUITES, Suite
 from datasets.cache import default_data_root
@@ -61,7 +61,7 @@ class EvaluationConfig:
     smoke: bool = False
     device: str = "cpu"
     lr: float | None = None
-    schedule: str = "cosine"
+    schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
     precision: str = "fp32"
     compile: bool = False

@@ -33,7 +33,7 @@ import pandas as pd
 
 from benchmarks import figures, leaderboard_html
 from benchmarks.metrics import METRICS
-from benchmarks.protocol import DEFAULT_BATCH
+from benchmarks.protocol import DEFAULT_BATCH, DEFAULT_SCHEDULE
 from benchmarks.record_schema import RunRecord
 from benchmarks.records import REFERENCE, UNREAD, YOURS, Unread, load_records, reference_folder, report
 from benchmarks.robustness import TRANSFORMS
@@ -84,14 +84,15 @@ def learning_flags(record: RunRecord) -> list[str]:
 def budget(record: RunRecord) -> str:
     """The run's budget and options, as a table cell: epochs (at most that many, with the
     early-stopping patience, where one is set), learning rate (and a schedule other than
-    cosine, a batch size other than the protocol's), model profile (and the one used, for a method without a paper profile), data
-    limit, method and dataset options, precision, compilation."""
+    cosine, a batch size other than the protocol's), model profile (and the one used, for a
+    method without a paper profile), data limit, method and dataset options, precision,
+    compilation."""
     config = record["config"]
     train = config["train"]
     epochs = (f"≤{train['epochs']} ep, patience {train['patience']}" if train.get("patience")
               else f"{train.get('epochs', '?')} ep")
     parts = [epochs] + ([f"lr {train['lr']:g}"] if "lr" in train else [])
-    if train.get("schedule", "cosine") != "cosine":
+    if train.get("schedule", DEFAULT_SCHEDULE) != DEFAULT_SCHEDULE:
         parts.append(f"{train['schedule']} lr")
     if train.get("batch_size", DEFAULT_BATCH) != DEFAULT_BATCH:
         parts.append(f"batch {train['batch_size']}")
@@ -131,7 +132,7 @@ def comparable(record: RunRecord) -> str:
     return json.dumps([config["profile"], config["suite"], config["dataset"], config["dataset_fingerprint"],
                        train.get("epochs"), data.get("limit"), data.get("options", {}), data.get("skip_invalid", False),
                        config["protocol_version"], train.get("precision", "fp32"), train.get("patience"),
-                       train.get("schedule", "cosine"), train.get("batch_size", DEFAULT_BATCH)],
+                       train.get("schedule", DEFAULT_SCHEDULE), train.get("batch_size", DEFAULT_BATCH)],
                       sort_keys=True, default=str)
 
 

@@ -35,6 +35,8 @@ log = logging.getLogger("wsbench")
 
 
 DEFAULT_BATCH = 128  # the published INR protocol's (Kofinas et al. 2024)
+DEFAULT_SCHEDULE = "cosine"
+SCHEDULES = (DEFAULT_SCHEDULE, "constant")  # after the linear warm-up: cosine decay to 0, or the base lr
 
 
 class InvalidOutput(WsbenchError):
@@ -50,7 +52,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
-    schedule: str = "cosine"  # one of SCHEDULES
+    schedule: str = DEFAULT_SCHEDULE  # one of SCHEDULES
     clip_norm: float = 10.0
     eval_batch_size: int = 512
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
@@ -73,7 +75,6 @@ class TrainConfig:
 PROTOCOL_VERSION = 2  # bump when this module changes what a run computes
 BF16_VERSION = 2  # what autocast covers; 2: the stored networks are evaluated in float32, outside it
 PRECISIONS = ("fp32", "bf16")
-SCHEDULES = ("cosine", "constant")  # after the linear warm-up: cosine decay to 0, or the base lr
 PROFILES: dict[str, TrainConfig] = {
     # CPU budgets: the default suite must finish on a 2-core machine (README states the times).
     "quick": TrainConfig(epochs=30),

@@ -28,7 +28,7 @@ from benchmarks.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, RESULTS_ENV, SMOK
 from benchmarks.grid import run_grid
 from benchmarks.launchers import LAUNCHERS, register_all
 from benchmarks.plugins import PLUGINS_ENV, import_plugin, requested
-from benchmarks.protocol import PRECISIONS, SCHEDULES
+from benchmarks.protocol import DEFAULT_BATCH, DEFAULT_SCHEDULE, PRECISIONS, SCHEDULES
 from benchmarks.suites import SUITES
 from datasets.errors import ConfigError, exit_status
 
@@ -91,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"whole pipeline in about a minute: 1 seed, 1 epoch, {SMOKE_LIMIT} networks per split")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--lr", type=positive_float, help="override the learning rate (method and profile default)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
                    help="learning rate after the linear warm-up: cosine decay to 0 (default) or constant")
-    p.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), help="training batch size (default 128)")
+    p.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH),
+                   help=f"training batch size (default {DEFAULT_BATCH})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16: bfloat16 autocast")
     p.add_argument("--compile", action="store_true", help="train through torch.compile")
     p.add_argument("--threads", type=bounded_int(1, 256), default=1,

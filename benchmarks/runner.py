@@ -25,7 +25,7 @@ from benchmarks.evaluation import evaluate_test
 from benchmarks.host_memory import keep_freed_memory, release_freed_memory
 from benchmarks.plugins import PluginSpec, method_origin
 from benchmarks.metrics import Undefined
-from benchmarks.protocol import PROTOCOL_VERSION, TrainConfig, profile_config, train
+from benchmarks.protocol import DEFAULT_SCHEDULE, PROTOCOL_VERSION, TrainConfig, profile_config, train
 from benchmarks.record_schema import SCHEMA_VERSION, RunConfig, RunRecord
 from benchmarks.records import config_id, environment, read_record, record_path, run_id, write_record
 from benchmarks.shared_shape import SharedShape, method_task
@@ -67,7 +67,7 @@ class RunSpec:
     compile: bool = False
     lr: float | None = None
     patience: int | None = None
-    schedule: str = "cosine"
+    schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
     plugins: PluginSpec = PluginSpec()
 
