@@ -44,7 +44,9 @@ class EvaluationConfig:
     selected method that has hyperparameter ``KEY``, ``{"METHOD.KEY": value}`` for one
     (values typed, or strings to parse). ``dataset_options``: ``{"KEY": "VALUE"}`` for the
     datasets' own options. ``patience``: stop a run after this many epochs without a better
-    validation score (``epochs`` stays the most it may train). ``schedule``: the learning rate
+    validation score (``epochs`` stays the most it may train); ``time_limit``: seconds of
+    training per run, after which no epoch starts (a run that stops there depends on the
+    machine's speed; its record says so). ``schedule``: the learning rate
     after the linear warm-up, ``"cosine"`` (decay to 0, the default) or ``"constant"``;
     ``batch_size``: training batch (``None``: the protocol's 128). ``out``: your results folder
     (default ``$WSBENCH_RESULTS`` or ``./runs``); ``data_root``: the dataset cache
@@ -57,6 +59,7 @@ class EvaluationConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int | None = None
     patience: int | None = None
+    time_limit: float | None = None
     profile: str = "quick"
     smoke: bool = False
     device: str = "cpu"
@@ -96,8 +99,10 @@ class EvaluationConfig:
                 raise ConfigError(f"{name}={value!r} is out of range; valid: an integer {low}..{high}")
         if not self.seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
             raise ConfigError(f"seeds={self.seeds!r}; valid: one or more integers 0..{MAX_SEED}")
-        if self.lr is not None and not 0 < self.lr < float("inf"):
-            raise ConfigError(f"lr={self.lr!r} is out of range; valid: a positive number")
+        for name in ("lr", "time_limit"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise ConfigError(f"{name}={value!r} is out of range; valid: a positive number")
         for name, value, valid in (("profile", self.profile, PROFILES), ("device", self.device, ("cpu", "cuda")),
                                    ("precision", self.precision, PRECISIONS),
                                    ("schedule", self.schedule, SCHEDULES), ("launcher", self.launcher, LAUNCHERS),

@@ -43,8 +43,8 @@ from datasets.files import atomic_write_bytes, atomic_write_text, remove_file
 from datasets.method_table import METHODS
 
 PROFILE_ORDER = ("paper", "quick", "smoke")
-UNDER_BUDGET, DID_NOT_LEARN = "still improving", "did not learn"
-FLAG_COLUMNS = {UNDER_BUDGET: "still_improving", DID_NOT_LEARN: "did_not_learn"}
+UNDER_BUDGET, DID_NOT_LEARN, OUT_OF_TIME = "still improving", "did not learn", "stopped by its time limit"
+FLAG_COLUMNS = {UNDER_BUDGET: "still_improving", DID_NOT_LEARN: "did_not_learn", OUT_OF_TIME: "out_of_time"}
 BROKEN_CLAIM = "claimed invariance broken"
 ID = ["profile", "suite", "dataset", "method", "config_id"]
 RUN_COLUMNS = ID + ["source", "seed", "status", "reason", "budget", "flags", "claims"]
@@ -66,7 +66,9 @@ STATS = ("mean", "std", "count")  # pandas': NaN-skipping mean, sample std (ddof
 def learning_flags(record: RunRecord) -> list[str]:
     """``still improving``: the best validation epoch is the last (the budget cut it off; a
     one-epoch run counts, as nothing shows it had stopped improving);
-    ``did not learn``: the best validation score never left chance (within its margin)."""
+    ``did not learn``: the best validation score never left chance (within its margin);
+    ``stopped by its time limit``: ``--time-limit`` ended it before its last epoch (how far it
+    got depends on the machine)."""
     if record["status"] != "ok":
         return []
     flags = []
@@ -78,20 +80,22 @@ def learning_flags(record: RunRecord) -> list[str]:
     higher = METRICS[metric].higher_is_better
     if best is None or (best <= level + margin if higher else best >= level - margin):
         flags.append(DID_NOT_LEARN)
+    if record.get("stopped") == "time limit":
+        flags.append(OUT_OF_TIME)
     return flags
 
 
 def budget(record: RunRecord) -> str:
     """The run's budget and options, as a table cell: epochs (at most that many, with the
-    early-stopping patience, where one is set), learning rate (and a schedule other than
+    early-stopping patience and the time limit, where set), learning rate (and a schedule other than
     cosine, a batch size other than the protocol's), model profile (and the one used, for a
     method without a paper profile), data limit, method and dataset options, precision,
     compilation."""
     config = record["config"]
     train = config["train"]
-    epochs = (f"≤{train['epochs']} ep, patience {train['patience']}" if train.get("patience")
-              else f"{train.get('epochs', '?')} ep")
-    parts = [epochs] + ([f"lr {train['lr']:g}"] if "lr" in train else [])
+    rules = ([f"patience {train['patience']}"] if train.get("patience") else []) + \
+        ([f"time limit {train['time_limit']:g} s"] if train.get("time_limit") else [])
+    parts = ([f"≤{train['epochs']} ep", *rules] if rules else [f"{train.get('epochs', '?')} ep"]) + ([f"lr {train['lr']:g}"] if "lr" in train else [])
     if train.get("schedule", DEFAULT_SCHEDULE) != DEFAULT_SCHEDULE:
         parts.append(f"{train['schedule']} lr")
     if train.get("batch_size", DEFAULT_BATCH) != DEFAULT_BATCH:
@@ -127,12 +131,13 @@ def comparable(record: RunRecord) -> str:
     """What a reference run must share with a run to be ranked beside it, as JSON text: its
     table (profile, suite, dataset), the dataset's fingerprint and the budget (epochs, data
     limit, options and skipping, protocol version, precision, early-stopping patience, lr schedule,
-    batch size)."""
+    batch size, time limit)."""
     config, train, data = record["config"], record["config"]["train"], record["config"]["data"]
     return json.dumps([config["profile"], config["suite"], config["dataset"], config["dataset_fingerprint"],
                        train.get("epochs"), data.get("limit"), data.get("options", {}), data.get("skip_invalid", False),
                        config["protocol_version"], train.get("precision", "fp32"), train.get("patience"),
-                       train.get("schedule", DEFAULT_SCHEDULE), train.get("batch_size", DEFAULT_BATCH)],
+                       train.get("schedule", DEFAULT_SCHEDULE), train.get("batch_size", DEFAULT_BATCH),
+                       train.get("time_limit")],
                       sort_keys=True, default=str)
 
 
@@ -393,7 +398,8 @@ def intro(source: str) -> list[str]:
             "same test split after function-preserving transforms (verified on the stored networks);",
             "Δ output is the mean absolute change of the model's output (0 for an invariant model).",
             f"Flags: '{UNDER_BUDGET}' = the best validation epoch was the last (more budget would help);",
-            f"'{DID_NOT_LEARN}' = validation never rose above chance; '{BROKEN_CLAIM}: <symmetry>' = the mean",
+            f"'{DID_NOT_LEARN}' = validation never rose above chance; '{OUT_OF_TIME}' = `--time-limit` ended",
+            f"it before its last epoch (how far it got depends on the machine); '{BROKEN_CLAIM}: <symmetry>' = the mean",
             "Δ output under a transform of a symmetry the method claims exceeds "
             f"{CLAIM_TOLERANCE['fp32']:g} ({CLAIM_TOLERANCE['bf16']:g} in bf16).",
             f"A method marked '({REFERENCE})' is a shipped reference run on the same data and budget, ranked",

@@ -104,8 +104,10 @@ def data_size(record: RunRecord) -> str:
 
 
 def trained(runs: list[RunRecord]) -> str:
-    """The epochs the runs trained, where early stopping made them differ from the budget."""
-    if not runs[0]["config"]["train"].get("patience"):
+    """The epochs the runs trained, where early stopping or a time limit made them differ
+    from the budget."""
+    train = runs[0]["config"]["train"]
+    if not (train.get("patience") or train.get("time_limit")):
         return ""
     counts = sorted(len(r["history"]) for r in runs)
     return f", trained {counts[0]}" + (f"–{counts[-1]}" if counts[-1] != counts[0] else "") + " ep"

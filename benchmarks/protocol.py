@@ -58,15 +58,17 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     compile: bool = False
     patience: int | None = None  # stop after this many epochs without a better validation score
+    time_limit: float | None = None  # seconds of training: no epoch starts that would end after them
 
     def to_dict(self) -> dict:
         """The fields, as a record's identity holds them; a bf16 run also holds
         :data:`BF16_VERSION`, so that a change to what autocast covers starts new records
-        for bf16 runs only; ``patience`` appears only where it is set (the early-stopping
-        rule is part of the identity; runs without one keep theirs)."""
+        for bf16 runs only; ``patience`` and ``time_limit`` appear only where set (each
+        stopping rule is part of the identity; runs without one keep theirs)."""
         fields = asdict(self)
-        if self.patience is None:
-            del fields["patience"]
+        for name in ("patience", "time_limit"):
+            if fields[name] is None:
+                del fields[name]
         if self.precision == "bf16":
             fields["bf16_version"] = BF16_VERSION
         return fields
@@ -98,6 +100,10 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
+    stopped: str | None = None  # why training ended before its last epoch: one of STOPS
+
+
+STOPS = ("patience", "time limit")
 
 
 def seed_everything(seed: int) -> None:
@@ -167,6 +173,11 @@ def compiled(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model)
 
 
+def out_of_time(limit: float | None, elapsed: float, epoch_seconds: float) -> bool:
+    """Whether one more epoch as long as the last would end after ``limit`` seconds."""
+    return limit is not None and elapsed + epoch_seconds > limit
+
+
 def is_better(metric: str, value: float | None, best: float | None) -> bool:
     """Whether ``value`` improves on ``best`` (an undefined value never does)."""
     if value is None:
@@ -192,8 +203,10 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
           on_epoch: Callable[[dict], None] | None = None, out_dim: int | None = None) -> TrainResult:
     """Train ``model`` in place; on return it holds the best-validation weights. With
     ``config.patience``, training stops once that many epochs passed without a better
-    validation score. ``out_dim``: the classes, to check the model's outputs on the first
-    batch."""
+    validation score; with ``config.time_limit``, no epoch starts that the last one's duration
+    says would end after that many seconds of training (the first always runs).
+    ``result.stopped`` says which rule ended it early. ``out_dim``: the classes, to check the
+    model's outputs on the first batch."""
     seed_everything(seed)
     order = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -207,6 +220,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
     best_value, best_state, result = None, None, TrainResult(0, {})
     start, seen = time.perf_counter(), 0
     for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
         model.train()
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for index in torch.randperm(len(train_split), generator=order).to(device).split(config.batch_size):
@@ -237,6 +251,11 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
             best_value, result.best_epoch, result.best_val = val[primary], epoch, val
             best_state = copy.deepcopy(model.state_dict())
         elif config.patience is not None and epoch - result.best_epoch >= config.patience:
+            result.stopped = "patience"
+            break
+        now = time.perf_counter()
+        if epoch < config.epochs and out_of_time(config.time_limit, now - start, now - epoch_start):
+            result.stopped = "time limit"
             break
     result.train_seconds = time.perf_counter() - start
     result.samples_per_second = seen / max(result.train_seconds, 1e-9)

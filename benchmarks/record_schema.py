@@ -65,6 +65,7 @@ class RunRecord(TypedDict, total=False):
     val: dict[str, float | None]  # validation metrics at the best epoch
     best_epoch: int
     history: list[dict[str, float]]  # per epoch: epoch, train_loss, val_<metric>...
+    stopped: str  # why training ended before its last epoch: "patience" | "time limit" (absent: it did not)
     chance: Chance
     parameters: int
     train_seconds: float

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="join this Ray cluster (default: start a local one of --jobs x --threads CPUs)")
     p.add_argument("--patience", type=bounded_int(1, MAX_EPOCHS),
                    help="stop a run after N epochs without a better validation score (--epochs: the most it trains)")
+    p.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
+                   help="seconds of training per run: no epoch starts that would end after them (the first always "
+                        "runs; --epochs: the most it trains); the record says when the limit stopped it")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help=f"import MODULE (a module name or a .py file) that registers methods or datasets "
                         f"(repeatable; also ${PLUGINS_ENV}, comma-separated)")

@@ -47,7 +47,8 @@ class RunSpec:
     """What is asked of one run; picklable, so runs can go to worker processes.
     ``profile``: the training budget (quick, paper or smoke); ``model_profile``: the model
     sizes (quick or paper); ``method_options``: typed hyperparameter overrides;
-    ``patience``: the early-stopping rule (``None``: train every epoch); ``schedule``: the lr
+    ``patience``: the early-stopping rule (``None``: train every epoch); ``time_limit``: seconds
+    of training, after which no epoch starts (``None``: no limit); ``schedule``: the lr
     after the warm-up; ``batch_size``: ``None`` for the protocol's; ``plugins``: what a
     worker imports first to know the method and the dataset."""
 
@@ -69,13 +70,14 @@ class RunSpec:
     patience: int | None = None
     schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
+    time_limit: float | None = None
     plugins: PluginSpec = PluginSpec()
 
     def train_config(self) -> TrainConfig:
         optim = {**METHODS[self.method].optimiser(self.model_profile), **({"lr": self.lr} if self.lr else {}),
                  **({"batch_size": self.batch_size} if self.batch_size else {})}
         return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile,
-                              patience=self.patience, schedule=self.schedule)
+                              patience=self.patience, schedule=self.schedule, time_limit=self.time_limit)
 
     def label(self) -> str:
         return f"{self.dataset} / {self.method} / seed {self.seed}"
@@ -245,6 +247,7 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         "train_seconds": result.train_seconds, "eval_seconds": eval_seconds,
         "samples_per_second": result.samples_per_second, "peak_memory_mb": peak_memory_mb(device),
         "environment": environment(device),
+        **({"stopped": result.stopped} if result.stopped else {}),
     }
     tracker.finish(record)
     return record

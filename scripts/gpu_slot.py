@@ -22,6 +22,16 @@ about 9.5 min with the interpreter's start), which:
    ``slot.json`` (peaks, fit, rows) and ``runs.tar.gz`` (records, leaderboard, paper tables),
    rewritten after every run, so a command killed at its limit still returns what finished.
 
+``--concurrent`` replaces step 3 with one measurement of accuracy against optimiser steps:
+every method of ``--methods`` (and, with ``--also-compiled``, a ``torch.compile`` run of the
+methods named there) trains at the same time, each in its own ``benchmarks.run`` process, for
+up to 200 epochs under the harness's ``--time-limit`` set to the time left (no calibration, no
+plan: the limit stops each run before an epoch that would end after it, and the record says
+so). Small models leave the H200 idle between kernel launches, so runs side by side cost
+little of each other's pace. ``--schedule constant`` (the authors') suits such a run: a
+cosine schedule cut by a time limit never anneals. The table then ends with each run's
+validation accuracy by epoch; each process's log is ``--out``/METHOD[-compiled].log.
+
 ``--dry-run`` checks the plan on a CPU: the IDX files (sizes and official md5s), the sizes
 (INRs, parameters, bytes of the built dataset), every method's parameters, FLOPs per
 sample and dispatched operators per step (paper profile, SIREN 2-32-32-1, 10 classes), a time
@@ -66,7 +76,7 @@ import sys
 import tarfile
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -81,7 +91,7 @@ sys.path.insert(0, str(REPO))
 import benchmarks.run as harness  # noqa: E402
 from benchmarks.launchers import register_all  # noqa: E402
 from benchmarks.paper_tables import TABLES  # noqa: E402
-from benchmarks.protocol import PROFILES  # noqa: E402
+from benchmarks.protocol import DEFAULT_SCHEDULE, PROFILES, SCHEDULES  # noqa: E402
 from datasets.dataset_table import DATASETS  # noqa: E402
 from datasets.errors import ConfigError, InvalidData, exit_status  # noqa: E402
 from datasets.functional import forward  # noqa: E402
@@ -136,6 +146,7 @@ xxhash yarl zipp
 METHOD_EFFICIENCY, FIT_EFFICIENCY, LAUNCH_S = 0.30, 0.10, 10e-6
 INTERPRETER_S, STARTUP_S, PEAK_S, CACHE_S, CALIBRATE_S, RUN_FIXED_S, END_S = 15, 20, 5, 15, 5, 10, 15
 COMMAND_MARGIN_S = 30  # the command ends this long before its timeout_s
+CONCURRENT_OVERHEAD_S = 45  # --concurrent: a run's process start, data load and test, beyond its time limit
 SHARE_USE = 0.9  # a run is planned to fill this much of its share: its epoch time is an estimate
 EPOCHS, BATCH, EVAL_BATCH = PROFILES["paper"].epochs, PROFILES["paper"].batch_size, PROFILES["paper"].eval_batch_size
 TEST_PASSES = 7  # the test split once plus six function-preserving transforms (suite inr)
@@ -451,19 +462,23 @@ def dry_run(args: argparse.Namespace) -> int:
     sizes = dataset_sizes(args.mnist, spec.num_params)
     cpu_rate = matmul_rate(torch.float32, torch.device("cpu"), 1024, 5)
     fit = fit_plan(recipe, sizes, args.chunk)
-    costs = {name: method_cost(name, COUNT_BATCH) for name in (*args.methods, *args.extra)}
+    costs = {name: method_cost(name, COUNT_BATCH) for name in (*args.methods, *trained_after(args))}
     timing = {name: estimated_run(cost, sizes, H200_RATE[args.precision]) for name, cost in costs.items()}
-    before = STARTUP_S + PEAK_S + fit.h200_s + CACHE_S + CALIBRATE_S * len(costs)
-    plan = allocate((args.methods, args.extra), args.budget - before - END_S, timing)
-    runs_s = sum(run_seconds(timing[name], epochs) for name, epochs in plan.items())
+    before = STARTUP_S + PEAK_S + fit.h200_s + CACHE_S + (0 if args.concurrent else CALIBRATE_S * len(costs))
+    left_s = args.budget - before - END_S
+    plan = ({name: planned_epochs(left_s - CONCURRENT_OVERHEAD_S, timing[name][0], 0.0) for name in costs}
+            if args.concurrent else allocate((args.methods, args.extra), left_s, timing))
+    runs_s = (left_s if args.concurrent else sum(run_seconds(timing[name], epochs) for name, epochs in plan.items()))
     print(f"gpu_slot dry run: {DATASET} from {args.mnist} on one NVIDIA H200, precision {args.precision}\n"
           f"inputs: {len(MNIST_FILES)} IDX files, {idx_bytes:,} bytes, sizes and md5s as published\n"
           f"INRs: {sizes.inrs:,} ({' / '.join(f'{s} {n:,}' for s, n in sizes.splits.items())}), "
           f"{spec.describe()}: {spec.num_params:,} parameters each; built dataset {mib(sizes.bytes)}\n"
           f"{fit_line(fit, args.chunk, cpu_rate)}\n{rates_line(args.precision, cpu_rate)}")
     print(method_table(costs, sizes, cpu_rate, timing, plan))
+    calibration = "no calibration" if args.concurrent else f"calibration {len(costs)} x {CALIBRATE_S}"
+    runs = f"{len(costs) + len(args.also_compiled)} runs at once" if args.concurrent else "runs"
     print(f"command: interpreter {INTERPRETER_S} + startup {STARTUP_S} + peak {PEAK_S} + fit {fit.h200_s:.0f} + "
-          f"cache {CACHE_S} + calibration {len(costs)} x {CALIBRATE_S} + runs {runs_s:.0f} + end {END_S} = "
+          f"cache {CACHE_S} + {calibration} + {runs} {runs_s:.0f} + end {END_S} = "
           f"{INTERPRETER_S + before + runs_s + END_S:.0f} s; --budget {args.budget:.0f} s, timeout_s {COMMAND_S}\n"
           f"device time: machine start and transfers ~{MACHINE_START_S} s + command at most {COMMAND_S} s = "
           f"{MACHINE_START_S + COMMAND_S} s of {DEVICE_S} s: one try")
@@ -474,6 +489,11 @@ def dry_run(args: argparse.Namespace) -> int:
         raise ConfigError("the plan does not fit: " + "; ".join(problems))
     print("plan fits")
     return 0
+
+
+def trained_after(args: argparse.Namespace) -> tuple[str, ...]:
+    """The methods trained after ``--methods``: ``--extra``, which ``--concurrent`` does not train."""
+    return () if args.concurrent else args.extra
 
 
 def rates_line(precision: str, cpu_rate: float) -> str:
@@ -573,6 +593,13 @@ class Row:
     samples_per_s: float
     flops_per_sample: float
     wall_s: float
+    val_accuracy: list[float] = field(default_factory=list)  # per epoch
+    stopped: str | None = None  # the record's: "time limit" where that ended it
+    compiled: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.method + (" (compiled)" if self.compiled else "")
 
 
 def slot(args: argparse.Namespace, deadline: float) -> int:
@@ -590,14 +617,50 @@ def slot(args: argparse.Namespace, deadline: float) -> int:
           + ", ".join(f"{k} {v / 1e12:,.1f} TFLOP/s" for k, v in rates.items()), flush=True)
     sizes, summary = build(source)
     summary.update(peaks=rates, precision=args.precision, device=where)
-    rows: list[Row] = []
-    pace = Pace()
-    for tier in (args.methods, args.extra):
-        for i, name in enumerate(tier):
-            rows.append(attempt(args, name, deadline, len(tier) - i, sizes, device, pace))
-            save(args, rows, summary)
+    if args.concurrent:
+        rows = run_concurrently(args, deadline, summary)
+    else:
+        rows = []
+        pace = Pace()
+        for tier in (args.methods, args.extra):
+            for i, name in enumerate(tier):
+                rows.append(attempt(args, name, deadline, len(tier) - i, sizes, device, pace))
+                save(args, rows, summary)
     print(render(rows, rates[args.precision]))
     return 0
+
+
+def run_concurrently(args: argparse.Namespace, deadline: float, summary: dict) -> list[Row]:
+    """Every run of ``--methods`` (and the compiled runs of ``--also-compiled``) at once, each
+    a ``benchmarks.run`` process of up to 200 epochs under a ``--time-limit`` of the time left
+    (less ``CONCURRENT_OVERHEAD_S`` for its start and its test); a process still running at
+    the deadline is killed. Logs go to ``--out``."""
+    runs = [(name, False) for name in args.methods] + [(name, True) for name in args.also_compiled]
+    limit = math.floor(deadline - time.perf_counter() - END_S - CONCURRENT_OVERHEAD_S)
+    if limit < 1:
+        return [Row(name, 0, f"skipped: {limit:.0f} s left", None, 0.0, 0.0, 0.0, compiled=c) for name, c in runs]
+    print(f"{len(runs)} runs at once, each up to {EPOCHS} epochs in {limit:.0f} s of training", flush=True)
+    started = time.perf_counter()
+    processes = {}
+    for name, compiled in runs:
+        log = open(args.out / f"{name}{'-compiled' if compiled else ''}.log", "w")
+        processes[name, compiled] = (subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.run", *harness_args(args, name, EPOCHS, compiled, limit)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT), log)
+    exits = {}
+    for run, (process, log) in processes.items():
+        try:
+            exits[run] = f"exit {process.wait(timeout=max(1.0, deadline - END_S - time.perf_counter()))}"
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            exits[run] = "killed at the deadline"
+        log.close()
+    wall = time.perf_counter() - started
+    rows = [row_of(args, name, EPOCHS, method_cost(name, COUNT_BATCH).train_flops, wall, exits[name, c], c, limit)[0]
+            for name, c in runs]
+    save(args, rows, summary)
+    return rows
 
 
 def build(source: DatasetSource) -> tuple[Sizes, dict]:
@@ -658,33 +721,49 @@ def share(deadline: float, left: int) -> float:
     return (deadline - time.perf_counter() - END_S) / left
 
 
+def harness_args(args: argparse.Namespace, name: str, epochs: int, compiled: bool = False,
+                 time_limit: int | None = None) -> list[str]:
+    """The ``benchmarks.run`` arguments of one run of the slot."""
+    options = [x for k, v in dataset_params(args.chunk, args.device).items() for x in ("--dataset-option", f"{k}={v}")]
+    return ["--suite", "inr", "--datasets", DATASET, "--dataset-source", str(args.mnist), "--profile", "paper",
+            "--device", args.device, "--precision", args.precision, "--schedule", args.schedule,
+            "--epochs", str(epochs), "--methods", name, "--seeds", str(args.seed), "--out", str(runs_folder(args)),
+            "--data-root", str(args.data_root), *options, *(["--compile"] if compiled else []),
+            *(["--time-limit", str(time_limit)] if time_limit else [])]
+
+
 def train_method(args: argparse.Namespace, name: str, epochs: int, flops: float) -> tuple[Row, float]:
     """One run through the harness; its row and training seconds."""
-    options = [x for k, v in dataset_params(args.chunk, args.device).items() for x in ("--dataset-option", f"{k}={v}")]
     t0 = time.perf_counter()
-    code = harness.main(["--suite", "inr", "--datasets", DATASET, "--dataset-source", str(args.mnist),
-                         "--profile", "paper", "--device", args.device, "--precision", args.precision,
-                         "--epochs", str(epochs), "--methods", name, "--seeds", str(args.seed),
-                         "--out", str(runs_folder(args)), "--data-root", str(args.data_root), *options])
-    wall = time.perf_counter() - t0
-    record = latest_record(runs_folder(args), name, epochs, args.seed)
+    code = harness.main(harness_args(args, name, epochs))
+    return row_of(args, name, epochs, flops, time.perf_counter() - t0, f"exit {code}")
+
+
+def row_of(args: argparse.Namespace, name: str, epochs: int, flops: float, wall: float, exit_: str,
+           compiled: bool = False, time_limit: int | None = None) -> tuple[Row, float]:
+    """The row of the run that the record of ``name`` (``epochs``, compilation, time limit)
+    holds, and its training seconds; ``exit_`` says how the run ended where there is no record."""
+    record = latest_record(runs_folder(args), name, args.seed,
+                           {"epochs": epochs, "compile": compiled, "time_limit": time_limit})
     if record is None or record["status"] != "ok":
-        status = f"no record (exit {code})" if record is None else f"{record['status']}: {record.get('reason', '')}"
-        return Row(name, epochs, status, None, 0.0, flops, wall), 0.0
-    return Row(name, epochs, "ok", record["metrics"]["accuracy"], record["samples_per_second"], flops, wall), \
-        record["train_seconds"]
+        status = f"no record ({exit_})" if record is None else f"{record['status']}: {record.get('reason', '')}"
+        return Row(name, epochs, status, None, 0.0, flops, wall, compiled=compiled), 0.0
+    curve = [round(h["val_accuracy"], 4) for h in record["history"]]
+    return Row(name, len(record["history"]), "ok", record["metrics"]["accuracy"], record["samples_per_second"],
+               flops, wall, curve, record.get("stopped"), compiled), record["train_seconds"]
 
 
 def runs_folder(args: argparse.Namespace) -> Path:
     return args.data_root / "runs"
 
 
-def latest_record(out: Path, method: str, epochs: int, seed: int) -> dict | None:
-    """The newest record of ``method`` trained ``epochs`` epochs on seed ``seed``."""
+def latest_record(out: Path, method: str, seed: int, train: dict) -> dict | None:
+    """The newest record of ``method`` on seed ``seed`` whose training settings hold ``train``
+    (a ``None`` value: the setting is absent)."""
     paths = sorted((out / "records" / "paper" / "inr" / DATASET / method).glob(f"*/seed{seed}.json"),
                    key=lambda p: p.stat().st_mtime, reverse=True)
     records = [json.loads(p.read_text()) for p in paths]
-    return next((r for r in records if r["config"]["train"]["epochs"] == epochs), None)
+    return next((r for r in records if all(r["config"]["train"].get(k) == v for k, v in train.items())), None)
 
 
 def render(rows: list[Row], peak: float) -> str:
@@ -698,9 +777,12 @@ def render(rows: list[Row], peak: float) -> str:
         paper = published.get(r.method, (None,))[0]
         measured = [f"{r.samples_per_s:,.0f}", f"{r.flops_per_sample / 1e6:,.1f}", f"{rate / 1e12:.2f}",
                     f"{100 * rate / peak:.1f}"] if r.samples_per_s else ["–"] * 4
-        body.append([r.method, str(r.epochs), "–" if r.accuracy is None else f"{100 * r.accuracy:.2f}",
-                     "–" if paper is None else f"{paper:.2f}", *measured, f"{r.wall_s:.0f}", r.status])
-    return table(head, body)
+        body.append([r.label, str(r.epochs), "–" if r.accuracy is None else f"{100 * r.accuracy:.2f}",
+                     "–" if paper is None else f"{paper:.2f}", *measured, f"{r.wall_s:.0f}",
+                     r.status + (f", stopped by its {r.stopped}" if r.stopped else "")])
+    curves = [f"{r.label}: validation accuracy % by epoch: {' '.join(f'{100 * v:.1f}' for v in r.val_accuracy)}"
+              for r in rows if r.val_accuracy]
+    return "\n".join([table(head, body), *curves])
 
 
 def save(args: argparse.Namespace, rows: list[Row], summary: dict) -> None:
@@ -729,6 +811,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist", type=Path, default=REPO / ".slot" / "mnist", help="folder of the four MNIST IDX files")
     p.add_argument("--methods", default=",".join(CORE), help="comma-separated methods, trained first")
     p.add_argument("--extra", default=",".join(EXTRA), help="comma-separated methods trained with the time left")
+    p.add_argument("--concurrent", action="store_true",
+                   help=f"train every method of --methods at once, each in its own process for up to {EPOCHS} "
+                        "epochs, stopped by the harness's --time-limit at the time left (no plan; --extra unused)")
+    p.add_argument("--also-compiled", default="",
+                   help="with --concurrent: comma-separated methods also trained through torch.compile, at once")
+    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
+                   help="the lr after the warm-up (constant: the authors'; the natural one for a time-limited run)")
     p.add_argument("--chunk", type=harness.bounded_int(1, 70_000), default=10_000, help="INRs fitted at once")
     p.add_argument("--precision", choices=tuple(H200_RATE), default="fp32")
     p.add_argument("--device", choices=tuple(PEAK_SIZE), default="cuda",
@@ -749,6 +838,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def command() -> int:
         args.methods, args.extra = method_names(args.methods), method_names(args.extra)
+        args.also_compiled = method_names(args.also_compiled)
+        if args.also_compiled and not args.concurrent:
+            raise ConfigError("--also-compiled needs --concurrent (the compiled runs train beside the eager ones)")
         return dry_run(args) if args.dry_run else slot(args, deadline)
 
     return exit_status(command)

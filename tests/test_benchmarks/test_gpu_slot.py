@@ -121,3 +121,32 @@ def test_a_rehearsal_on_the_cpu_writes_the_record_the_table_and_the_archive(tmp_
         record = json.load(tar.extractfile(name))
     assert record["config"]["train"]["epochs"] == row["epochs"] and record["config"]["profile"] == "paper"
     assert record["metrics"]["accuracy"] == row["accuracy"]
+
+
+def test_a_concurrent_rehearsal_trains_every_run_at_once_until_its_time_limit(tmp_path, mnist, monkeypatch):
+    params = gpu_slot.dataset_params
+    monkeypatch.setattr(gpu_slot, "dataset_params", lambda chunk, device: {**params(chunk, device), "steps": "50"})
+    monkeypatch.setattr(gpu_slot, "CONCURRENT_OVERHEAD_S", 36)  # a time limit of a few seconds
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--methods", "mlp,dwsnet", "--concurrent",
+                "--schedule", "constant", "--budget", "60") == 0
+    rows = {row["method"]: row for row in json.loads((tmp_path / "out" / "slot.json").read_text())["rows"]}
+    assert set(rows) == {"mlp", "dwsnet"} and all(row["status"] == "ok" for row in rows.values())
+    # 200 epochs of DWSNet's paper model take longer than the limit on a CPU: its limit stopped it
+    dwsnet = rows["dwsnet"]
+    assert dwsnet["stopped"] == "time limit" and 1 <= dwsnet["epochs"] < gpu_slot.EPOCHS
+    assert len(dwsnet["val_accuracy"]) == dwsnet["epochs"]
+    with tarfile.open(tmp_path / "out" / "runs.tar.gz") as tar:
+        records = [json.load(tar.extractfile(n)) for n in tar.getnames() if n.endswith("seed0.json")]
+    train = {r["config"]["method"]: r["config"]["train"] for r in records}
+    assert train["dwsnet"]["schedule"] == "constant" and train["dwsnet"]["epochs"] == gpu_slot.EPOCHS
+    assert 1 <= train["dwsnet"]["time_limit"] == train["mlp"]["time_limit"] < 60
+    assert (tmp_path / "out" / "dwsnet.log").read_text().count("epoch ") >= dwsnet["epochs"]
+    table = (tmp_path / "out" / "table.txt").read_text()
+    assert "stopped by its time limit" in table and "dwsnet: validation accuracy % by epoch:" in table
+
+
+def test_also_compiled_needs_concurrent(tmp_path, mnist, capsys):
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--also-compiled", "ng-gnn") == 2
+    assert "--also-compiled needs --concurrent" in one_error_line(capsys)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import paper_tables
-from benchmarks.leaderboard import LIST_COLUMNS, frame, learning_flags, main, render, summary, to_csv, write
+from benchmarks.leaderboard import LIST_COLUMNS, budget, frame, learning_flags, main, render, summary, to_csv, write
 from benchmarks.paper_tables import render as render_tables
 from benchmarks.record_schema import SCHEMA_VERSION
 from benchmarks.records import config_id, record_path, run_id, write_record
@@ -86,6 +86,11 @@ def test_flags_mark_runs_cut_off_by_their_budget_or_at_chance():
     assert learning_flags(RECORDS[2]) == []
     assert learning_flags(RECORDS[4]) == ["still improving"]  # best epoch = last epoch
     assert learning_flags(record("dwsnet", 0, 0.6, 0.6, 0.0, epochs=1, best_epoch=1)) == ["still improving"]
+    timed = {**reconfigured(record("dwsnet", 0, 0.8, 0.8, 0.0, epochs=3, best_epoch=2), epochs=30, time_limit=60.0),
+             "stopped": "time limit"}
+    assert learning_flags(timed) == ["stopped by its time limit"]
+    assert budget(timed) == "≤30 ep, time limit 60 s, quick model"
+    assert budget(reconfigured(timed, patience=4)) == "≤30 ep, patience 4, time limit 60 s, quick model"
 
 
 def on_mnist(r, limit=2000, epochs=60, patience=8, trained=20):
@@ -227,10 +232,11 @@ def test_the_reference_runs_on_the_same_data_and_budget_are_ranked_beside_yours(
     reference = [record(method, 0, acc, acc, 0.0) for method, acc in (("dwsnet", 0.9), ("nfn-np", 0.6), ("mlp", 0.2))]
     other_data = record("statnn", 0, 0.95, 0.95, 0.0)
     other_data["config"]["dataset_fingerprint"] = "e"
-    apart = [reconfigured(other_data),  # other data, precision, lr schedule, batch or epochs: not shown
+    apart = [reconfigured(other_data),  # other data, precision, lr schedule, batch, time limit or epochs: not shown
              reconfigured(record("ng-t", 0, 0.99, 0.99, 0.0), precision="bf16"),
              reconfigured(record("ng-gnn", 0, 0.97, 0.97, 0.0), schedule="constant"),
              reconfigured(record("ng-t", 1, 0.97, 0.97, 0.0), batch_size=512),
+             reconfigured(record("scalegmn", 0, 0.97, 0.97, 0.0), time_limit=60.0),
              record("nft", 0, 0.98, 0.98, 0.0, epochs=2, best_epoch=1)]
     same_config = record("mine", 0, 0.72, 0.72, 0.0)  # your configuration: its mean joins your row
     for folder, records in ((mine, own), (shipped, reference + apart + [same_config])):

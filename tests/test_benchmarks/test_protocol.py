@@ -95,3 +95,54 @@ def test_an_undefined_validation_metric_never_selects_an_epoch():
         train(Readout(1), Split(tr.weights, tr.targets.float()), constant, task="regression",
               metrics=("kendall_tau",), config=TrainConfig(epochs=2, batch_size=16), seed=0,
               device=torch.device("cpu"))
+
+
+class Clock:
+    """A stand-in for ``time`` in ``benchmarks.protocol``: seconds pass only when a model
+    runs a batch, so the time limit's arithmetic is exact."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class TimedReadout(Readout):
+    """``Readout`` that takes one clock second per batch."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def forward(self, ws):
+        self.clock.now += 1.0
+        return super().forward(ws)
+
+
+@pytest.mark.parametrize("limit, epochs_run, stopped", [
+    (12.0, 2, "time limit"),  # 5 s an epoch (4 batches, 1 validation): after 2 (10 s) a third would end at 15
+    (15.0, 3, "time limit"),  # a third ends exactly at the limit; a fourth would not
+    (2.0, 1, "time limit"),  # the first epoch always runs
+    (100.0, 6, None),  # the limit is never reached
+    (None, 6, None),
+])
+def test_a_time_limit_starts_no_epoch_that_would_end_after_it(monkeypatch, limit, epochs_run, stopped):
+    import benchmarks.protocol as protocol
+    clock = Clock()
+    monkeypatch.setattr(protocol, "time", clock)
+    tr, va = splits()
+    config = TrainConfig(epochs=6, batch_size=16, lr=0.05, time_limit=limit)
+    res = train(TimedReadout(clock), tr, va, task="classification", metrics=("accuracy",), config=config, seed=0,
+                device=torch.device("cpu"))
+    assert len(res.history) == epochs_run and res.stopped == stopped
+    assert res.train_seconds == 5.0 * epochs_run and (limit is None or res.train_seconds <= max(limit, 5.0))
+    assert ("time_limit" in config.to_dict()) == (limit is not None)
+
+
+def test_early_stopping_says_it_stopped_the_run():
+    tr, va = splits()
+    frozen = Split(va.weights, torch.zeros(len(va), dtype=torch.long))  # every epoch ties the first: no improvement
+    res = train(Readout(), tr, frozen, task="classification", metrics=("accuracy",),
+                config=TrainConfig(epochs=10, batch_size=16, lr=0.0, patience=2), seed=0, device=torch.device("cpu"))
+    assert len(res.history) == 3 and res.stopped == "patience"

@@ -141,6 +141,8 @@ def test_repeated_names_run_once(tmp_path):
     (["--dataset-option", "steps"], "'steps' is not KEY=VALUE"),
     (["--schedule", "step"], "invalid choice: 'step'"),
     (["--batch-size", "0"], "out of range; valid: 1..65536"),
+    (["--time-limit", "0"], "out of range; valid: a positive number"),
+    (["--time-limit", "1h"], "'1h' is not a number"),
 ])
 def test_malformed_arguments_are_refused(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
@@ -212,6 +214,7 @@ def test_early_stopping_stops_after_its_patience_and_is_part_of_the_identity(tmp
     assert stopped["config_id"] != full["config_id"] and len(full["history"]) == 12
     history = stopped["history"]
     assert len(history) == 12 or stopped["best_epoch"] == len(history) - 1  # stopped one epoch after its best
+    assert stopped.get("stopped") == ("patience" if len(history) < 12 else None) and "stopped" not in full
     assert "≤12 ep, patience 1" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
@@ -226,3 +229,17 @@ def test_the_lr_schedule_and_batch_size_are_part_of_the_identity_and_shown_in_th
     for budget in ("2 ep, lr 0.001, constant lr, quick model", "2 ep, lr 0.001, batch 64, quick model",
                    "2 ep, lr 0.001, quick model"):
         assert f"| mlp | {budget}" in board
+
+
+def test_a_time_limit_ends_the_run_is_part_of_the_identity_and_flagged(tmp_path):
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "4", "--time-limit", "1e-6") == 0
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "4") == 0
+    limited, full = sorted(records_by_method(tmp_path)["mlp"], key=lambda r: "time_limit" in r["config"]["train"])[::-1]
+    assert limited["config"]["train"]["time_limit"] == 1e-6 and "time_limit" not in full["config"]["train"]
+    assert limited["config_id"] != full["config_id"]
+    assert len(limited["history"]) == 1 and limited["stopped"] == "time limit"  # the first epoch always runs
+    assert len(full["history"]) == 4 and "stopped" not in full
+    rows = [line for line in (tmp_path / "out" / "leaderboard.md").read_text().splitlines() if line.startswith("| mlp |")]
+    limited_row = next(line for line in rows if line.startswith("| mlp | ≤4 ep, time limit 1e-06 s, lr 0.001, quick model"))
+    assert "stopped by its time limit (1/1)" in limited_row
+    assert not any("stopped by its time limit" in line for line in rows if line != limited_row)

@@ -61,6 +61,8 @@ def test_the_configuration_is_checked_before_any_work(tmp_path):
         EvaluationConfig(schedule="step")
     with pytest.raises(wsbench.WsbenchError, match="batch_size=0 is out of range; valid: an integer 1..65536"):
         EvaluationConfig(batch_size=0)
+    with pytest.raises(wsbench.WsbenchError, match="time_limit=-1 is out of range; valid: a positive number"):
+        EvaluationConfig(time_limit=-1)
     with pytest.raises(wsbench.WsbenchError, match="no selected method has option 'width'"):
         wsbench.evaluate("statnn", "inr", method_options={"width": 3}, data_root=tmp_path, out=tmp_path / "o")
     assert not (tmp_path / "o" / "records").exists()
