@@ -22,6 +22,7 @@ from benchmarks import tracking
 from benchmarks.launchers import LAUNCHERS, check_launcher
 from benchmarks.plugins import PluginError, PluginSpec, check_not_main, import_plugin, requested, \
     resolve_method, spec_for, unimportable
+from benchmarks.augmentation import AUGMENTATIONS
 from benchmarks.protocol import DEFAULT_SCHEDULE, PRECISIONS, SCHEDULES
 from benchmarks.records import is_reference
 from benchmarks.suites import SUITES, Suite
@@ -48,7 +49,9 @@ class EvaluationConfig:
     training per run, after which no epoch starts (a run that stops there depends on the
     machine's speed; its record says so). ``schedule``: the learning rate
     after the linear warm-up, ``"cosine"`` (decay to 0, the default) or ``"constant"``;
-    ``batch_size``: training batch (``None``: the protocol's 128). ``out``: your results folder
+    ``batch_size``: training batch (``None``: the protocol's 128); ``augment``: weight-space
+    augmentation of the training batches (``"none"`` or ``"inr"``, the INR recipe of Neural
+    Graphs and DWSNets: ``benchmarks.augmentation``). ``out``: your results folder
     (default ``$WSBENCH_RESULTS`` or ``./runs``); ``data_root``: the dataset cache
     (default ``$WSBENCH_DATA`` or ``~/.cache/wsbench``). ``plugins``: modules to import
     (``--plugin``; ``$WSBENCH_PLUGINS`` too)."""
@@ -66,6 +69,7 @@ class EvaluationConfig:
     lr: float | None = None
     schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
+    augment: str = "none"
     precision: str = "fp32"
     compile: bool = False
     threads: int = 1
@@ -105,7 +109,8 @@ class EvaluationConfig:
                 raise ConfigError(f"{name}={value!r} is out of range; valid: a positive number")
         for name, value, valid in (("profile", self.profile, PROFILES), ("device", self.device, ("cpu", "cuda")),
                                    ("precision", self.precision, PRECISIONS),
-                                   ("schedule", self.schedule, SCHEDULES), ("launcher", self.launcher, LAUNCHERS),
+                                   ("schedule", self.schedule, SCHEDULES), ("augment", self.augment, AUGMENTATIONS),
+                                   ("launcher", self.launcher, LAUNCHERS),
                                    ("track", self.track, tracking.TRACKERS)):
             if value not in valid:
                 raise ConfigError(f"{name}={value!r}; valid: {', '.join(valid)}")

@@ -62,7 +62,7 @@ def spec_for(plan: Plan, dataset: str, method: str, seed: int, epochs: int | Non
     return RunSpec(plan.suite.name, dataset, method, seed, c.budget_profile, plan.load, c.results, epochs, c.device,
                    c.track, "paper" if c.profile == "paper" else "quick",
                    tuple(sorted(plan.method_options[method].items())), c.precision, c.compile, c.lr, c.patience,
-                   c.schedule, c.batch_size, c.time_limit, plan.plugins)
+                   c.schedule, c.batch_size, c.time_limit, c.augment, plan.plugins)
 
 
 def run_grid(plan: Plan) -> GridResult:

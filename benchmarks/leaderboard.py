@@ -88,7 +88,7 @@ def learning_flags(record: RunRecord) -> list[str]:
 def budget(record: RunRecord) -> str:
     """The run's budget and options, as a table cell: epochs (at most that many, with the
     early-stopping patience and the time limit, where set), learning rate (and a schedule other than
-    cosine, a batch size other than the protocol's), model profile (and the one used, for a
+    cosine, a batch size other than the protocol's, an augmentation), model profile (and the one used, for a
     method without a paper profile), data limit, method and dataset options, precision,
     compilation."""
     config = record["config"]
@@ -100,6 +100,8 @@ def budget(record: RunRecord) -> str:
         parts.append(f"{train['schedule']} lr")
     if train.get("batch_size", DEFAULT_BATCH) != DEFAULT_BATCH:
         parts.append(f"batch {train['batch_size']}")
+    if train.get("augment", "none") != "none":
+        parts.append(f"{train['augment']} augmentation")
     used = config.get("model_profile_used")
     parts.append(f"{config['model_profile']} model" + (f" ({used} sizes: no {config['model_profile']} profile)"
                                                       if used else ""))
@@ -131,13 +133,13 @@ def comparable(record: RunRecord) -> str:
     """What a reference run must share with a run to be ranked beside it, as JSON text: its
     table (profile, suite, dataset), the dataset's fingerprint and the budget (epochs, data
     limit, options and skipping, protocol version, precision, early-stopping patience, lr schedule,
-    batch size, time limit)."""
+    batch size, time limit, augmentation)."""
     config, train, data = record["config"], record["config"]["train"], record["config"]["data"]
     return json.dumps([config["profile"], config["suite"], config["dataset"], config["dataset_fingerprint"],
                        train.get("epochs"), data.get("limit"), data.get("options", {}), data.get("skip_invalid", False),
                        config["protocol_version"], train.get("precision", "fp32"), train.get("patience"),
                        train.get("schedule", DEFAULT_SCHEDULE), train.get("batch_size", DEFAULT_BATCH),
-                       train.get("time_limit")],
+                       train.get("time_limit"), train.get("augment", "none")],
                       sort_keys=True, default=str)
 
 

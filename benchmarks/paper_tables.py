@@ -71,10 +71,13 @@ PROFILES = ("quick", "paper")  # our columns: one per model profile that has rec
 
 def _rank(records: list[RunRecord]) -> tuple:
     """Which configuration of a method best stands for our number within one profile: the
-    most data, the most epochs, then the most seeds."""
+    most data, the most epochs (under a time limit, the most its runs trained: the limit set
+    their budget), then the most seeds."""
     config = records[0]["config"]
     limit = config["data"].get("limit") or 10**12
-    return (limit, config["train"]["epochs"], len(records))
+    epochs = (max(len(r["history"]) for r in records) if config["train"].get("time_limit")
+              else config["train"]["epochs"])
+    return (limit, epochs, len(records))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from benchmarks.augmentation import augmenter
 from benchmarks.host_memory import release_freed_memory
 from benchmarks.metrics import METRICS, Undefined, compute
 from datasets.errors import WsbenchError
@@ -59,15 +60,16 @@ class TrainConfig:
     compile: bool = False
     patience: int | None = None  # stop after this many epochs without a better validation score
     time_limit: float | None = None  # seconds of training: no epoch starts that would end after them
+    augment: str = "none"  # weight-space augmentation of the training batches (benchmarks.augmentation)
 
     def to_dict(self) -> dict:
         """The fields, as a record's identity holds them; a bf16 run also holds
         :data:`BF16_VERSION`, so that a change to what autocast covers starts new records
-        for bf16 runs only; ``patience`` and ``time_limit`` appear only where set (each
-        stopping rule is part of the identity; runs without one keep theirs)."""
+        for bf16 runs only; ``patience``, ``time_limit`` and ``augment`` appear only where set
+        (each is part of the identity; runs without one keep theirs)."""
         fields = asdict(self)
-        for name in ("patience", "time_limit"):
-            if fields[name] is None:
+        for name, unset in (("patience", None), ("time_limit", None), ("augment", "none")):
+            if fields[name] == unset:
                 del fields[name]
         if self.precision == "bf16":
             fields["bf16_version"] = BF16_VERSION
@@ -205,12 +207,15 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
     ``config.patience``, training stops once that many epochs passed without a better
     validation score; with ``config.time_limit``, no epoch starts that the last one's duration
     says would end after that many seconds of training (the first always runs).
-    ``result.stopped`` says which rule ended it early. ``out_dim``: the classes, to check the
-    model's outputs on the first batch."""
+    ``result.stopped`` says which rule ended it early. ``config.augment`` augments every
+    training batch (``benchmarks.augmentation``; drawn from a generator seeded by ``seed``).
+    ``out_dim``: the classes, to check the model's outputs on the first batch."""
     seed_everything(seed)
     order = torch.Generator().manual_seed(seed)
     model.to(device)
     train_split, val_split = to_device(train_split, device), to_device(val_split, device)
+    augment = augmenter(config.augment, train_split.weights, task)
+    draws = torch.Generator(device=device).manual_seed(seed) if augment else None
     step_model = compiled(model, config.compile)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
@@ -225,6 +230,8 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for index in torch.randperm(len(train_split), generator=order).to(device).split(config.batch_size):
             weights, targets = train_split.batch(index)
+            if augment:
+                weights = augment(weights, draws)
             optimiser.zero_grad(set_to_none=True)
             with autocast(config, device):
                 outputs = step_model(weights).float()

@@ -157,21 +157,32 @@ def _version(package: str) -> str | None:
         return None
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git_state(folder: Path = Path(__file__).resolve().parent) -> tuple[str | None, bool | None]:
+    """The commit checked out where ``folder`` is, and whether tracked files differ from it
+    (then the commit does not name the code that ran, as in a copy of a working tree whose
+    ``.git`` is older); ``(None, None)`` outside a git repository or without git."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=folder,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    changes = None if commit is None else git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if changes is None else bool(changes)
 
 
 def environment(device: torch.device) -> dict:
-    """Library versions, git commit, device and threads of this process."""
+    """Library versions, git commit (and whether the tracked files differ from it), device
+    and threads of this process."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    commit, dirty = git_state()
     return {
         "python": platform.python_version(),
         "libraries": {p: _version(p) for p in ("torch", "torch_geometric", "numpy", "scikit-learn", "scipy")},
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "device": str(device),
         "device_name": name,
         "threads": torch.get_num_threads(),

@@ -48,7 +48,8 @@ class RunSpec:
     ``profile``: the training budget (quick, paper or smoke); ``model_profile``: the model
     sizes (quick or paper); ``method_options``: typed hyperparameter overrides;
     ``patience``: the early-stopping rule (``None``: train every epoch); ``time_limit``: seconds
-    of training, after which no epoch starts (``None``: no limit); ``schedule``: the lr
+    of training, after which no epoch starts (``None``: no limit); ``augment``: the training
+    batches' weight-space augmentation; ``schedule``: the lr
     after the warm-up; ``batch_size``: ``None`` for the protocol's; ``plugins``: what a
     worker imports first to know the method and the dataset."""
 
@@ -71,13 +72,15 @@ class RunSpec:
     schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
     time_limit: float | None = None
+    augment: str = "none"
     plugins: PluginSpec = PluginSpec()
 
     def train_config(self) -> TrainConfig:
         optim = {**METHODS[self.method].optimiser(self.model_profile), **({"lr": self.lr} if self.lr else {}),
                  **({"batch_size": self.batch_size} if self.batch_size else {})}
         return profile_config(self.profile, optim, self.epochs, precision=self.precision, compile=self.compile,
-                              patience=self.patience, schedule=self.schedule, time_limit=self.time_limit)
+                              patience=self.patience, schedule=self.schedule, time_limit=self.time_limit,
+                              augment=self.augment)
 
     def label(self) -> str:
         return f"{self.dataset} / {self.method} / seed {self.seed}"

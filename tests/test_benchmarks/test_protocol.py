@@ -146,3 +146,32 @@ def test_early_stopping_says_it_stopped_the_run():
     res = train(Readout(), tr, frozen, task="classification", metrics=("accuracy",),
                 config=TrainConfig(epochs=10, batch_size=16, lr=0.0, patience=2), seed=0, device=torch.device("cpu"))
     assert len(res.history) == 3 and res.stopped == "patience"
+
+
+def test_augmentation_changes_the_training_batches_only_and_is_reproducible():
+    from benchmarks.augmentation import NotAugmentable
+    tr, va = splits()
+    seen = []
+
+    class Recording(Readout):
+        def forward(self, ws):
+            if self.training:
+                seen.append(ws.flatten().clone())
+            return super().forward(ws)
+
+    runs = []
+    for augment in ("inr", "inr", "none"):
+        seen.clear()
+        torch.manual_seed(0)
+        res = train(Recording(), tr, va, task="classification", metrics=("accuracy",),
+                    config=TrainConfig(epochs=2, batch_size=16, augment=augment), seed=5, device=torch.device("cpu"))
+        runs.append((torch.cat(seen), res.history))
+    (first, h1), (again, h2), (plain, _) = runs
+    assert torch.equal(first, again) and h1 == h2  # the seed fixes the draws
+    assert first.shape == plain.shape and not torch.allclose(first, plain)
+    assert sorted(plain[:64].sum(1).tolist()) == pytest.approx(sorted(tr.weights.flatten().sum(1).tolist()))
+    assert "augment" not in TrainConfig(epochs=1).to_dict() and TrainConfig(epochs=1, augment="inr").to_dict()["augment"] == "inr"
+    with pytest.raises(NotAugmentable, match="regression task"):
+        train(Readout(1), Split(tr.weights, tr.targets.float()), Split(va.weights, va.targets.float()),
+              task="regression", metrics=("mse",), config=TrainConfig(epochs=1, augment="inr"), seed=0,
+              device=torch.device("cpu"))

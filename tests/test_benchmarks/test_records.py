@@ -3,6 +3,7 @@ tables never average different configurations, the shipped reference is never ov
 and a malformed record is reported (and redone), never met as a KeyError."""
 
 import json
+import os
 import shutil
 from dataclasses import replace
 
@@ -123,3 +124,21 @@ def test_validation_names_the_problem(tmp_path, damage, message):
     damage(record)
     with pytest.raises(InvalidRecord, match=message.replace("(", r"\(")):
         validate(record, "x.json", ("accuracy",))
+
+
+def test_the_git_state_names_the_commit_and_whether_tracked_files_differ_from_it(tmp_path):
+    import subprocess
+
+    from benchmarks.records import git_state
+    assert git_state(tmp_path) == (None, None)  # not a repository
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"]):
+        if args[0] == "add":
+            (tmp_path / "code.py").write_text("x = 1\n")
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, env={**os.environ, **env})
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "new.py").write_text("")  # untracked: the commit still names the tracked code
+    assert git_state(tmp_path) == (commit, False)
+    (tmp_path / "code.py").write_text("x = 2\n")  # what a copied working tree on another machine looks like
+    assert git_state(tmp_path) == (commit, True)

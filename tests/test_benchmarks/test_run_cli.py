@@ -143,6 +143,7 @@ def test_repeated_names_run_once(tmp_path):
     (["--batch-size", "0"], "out of range; valid: 1..65536"),
     (["--time-limit", "0"], "out of range; valid: a positive number"),
     (["--time-limit", "1h"], "'1h' is not a number"),
+    (["--augment", "rotate"], "invalid choice: 'rotate'"),
 ])
 def test_malformed_arguments_are_refused(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
@@ -243,3 +244,19 @@ def test_a_time_limit_ends_the_run_is_part_of_the_identity_and_flagged(tmp_path)
     limited_row = next(line for line in rows if line.startswith("| mlp | ≤4 ep, time limit 1e-06 s, lr 0.001, quick model"))
     assert "stopped by its time limit (1/1)" in limited_row
     assert not any("stopped by its time limit" in line for line in rows if line != limited_row)
+
+
+def test_augmentation_is_part_of_the_identity_shown_in_the_budget_and_refused_where_it_does_not_apply(tmp_path,
+                                                                                                     caplog):
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "2", "--augment", "inr") == 0
+    assert cli(tmp_path, "--methods", "statnn", "--seeds", "0", "--epochs", "2") == 0
+    augmented, plain = sorted(records_by_method(tmp_path)["statnn"], key=lambda r: "augment" in r["config"]["train"])[::-1]
+    assert augmented["config"]["train"]["augment"] == "inr" and "augment" not in plain["config"]["train"]
+    assert augmented["config_id"] != plain["config_id"] and augmented["status"] == plain["status"] == "ok"
+    assert augmented["history"] != plain["history"]  # the training batches differed
+    assert "| statnn | 2 ep, lr 0.001, inr augmentation, quick model" in (tmp_path / "out" / "leaderboard.md").read_text()
+    caplog.clear()
+    assert cli(tmp_path, "--methods", "mlp", "--seeds", "0", "--epochs", "1", "--augment", "inr", suite="edit") == 1
+    errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
+    assert len(errors) == 1 and "keeps class labels, but this edit task's targets" in errors[0]
+    assert "\n" not in errors[0] and "Traceback" not in caplog.text
