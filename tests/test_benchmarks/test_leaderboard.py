@@ -254,3 +254,18 @@ def test_the_reference_runs_on_the_same_data_and_budget_are_ranked_beside_yours(
     assert main(["--out", str(mine), "--reference", "none"]) == 0
     assert list(board_rows((mine / "leaderboard.md").read_text())) == ["mine"]
     assert list(pd.read_csv(mine / "leaderboard.csv")["source"]) == ["yours"]
+
+
+def test_a_time_limited_configuration_stands_for_the_epochs_it_trained():
+    def paper_run(acc, epochs, trained, time_limit=None):
+        r = on_mnist(record("ng-gnn", 0, acc, acc, 0.0, best_epoch=1), limit=None, epochs=epochs, patience=None,
+                     trained=trained)
+        r["config"]["profile"] = r["config"]["model_profile"] = "paper"
+        return reconfigured(r, **({"time_limit": time_limit} if time_limit else {}))
+
+    cell = paper_tables.ours([paper_run(0.22, 1, 1), paper_run(0.41, 200, 8, 361.0)], "inr", "mnist-inr",
+                             "accuracy", "paper")["ng-gnn"].cell
+    assert cell.startswith("41.00 (paper, ≤200 ep, time limit 361 s,") and "trained 8 ep" in cell
+    cell = paper_tables.ours([paper_run(0.30, 6, 6), paper_run(0.41, 200, 2, 60.0)], "inr", "mnist-inr",
+                             "accuracy", "paper")["ng-gnn"].cell
+    assert cell.startswith("30.00 (paper, 6 ep,")
