@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.augmentation import augmenter
+from benchmarks.checkpoints import Checkpoint
 from benchmarks.host_memory import release_freed_memory
 from benchmarks.metrics import METRICS, Undefined, compute
 from datasets.errors import WsbenchError
@@ -103,6 +104,7 @@ class TrainResult:
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
     stopped: str | None = None  # why training ended before its last epoch: one of STOPS
+    resumed_after: int = 0  # epochs a saved training state gave (not trained again here)
 
 
 STOPS = ("patience", "time limit")
@@ -202,14 +204,18 @@ def check_outputs(outputs: Tensor, targets: Tensor, task: str, out_dim: int | No
 
 def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
           metrics: tuple[str, ...], config: TrainConfig, seed: int, device: torch.device,
-          on_epoch: Callable[[dict], None] | None = None, out_dim: int | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, out_dim: int | None = None,
+          checkpoint: Checkpoint | None = None) -> TrainResult:
     """Train ``model`` in place; on return it holds the best-validation weights. With
     ``config.patience``, training stops once that many epochs passed without a better
     validation score; with ``config.time_limit``, no epoch starts that the last one's duration
     says would end after that many seconds of training (the first always runs).
     ``result.stopped`` says which rule ended it early. ``config.augment`` augments every
     training batch (``benchmarks.augmentation``; drawn from a generator seeded by ``seed``).
-    ``out_dim``: the classes, to check the model's outputs on the first batch."""
+    ``out_dim``: the classes, to check the model's outputs on the first batch. With
+    ``checkpoint``, the training state is saved after every epoch and a saved state is resumed
+    from: the result is the same as an uninterrupted run's (``result.resumed_after``: the
+    epochs it did not redo)."""
     seed_everything(seed)
     order = torch.Generator().manual_seed(seed)
     model.to(device)
@@ -223,8 +229,24 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
     loss_fn = loss_function(task)
     primary = metrics[0]
     best_value, best_state, result = None, None, TrainResult(0, {})
-    start, seen = time.perf_counter(), 0
-    for epoch in range(1, config.epochs + 1):
+    start, seen, first = time.perf_counter(), 0, 1
+    saved = checkpoint.load() if checkpoint else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        scheduler.load_state_dict(saved["scheduler"])
+        order.set_state(saved["order"])
+        if draws is not None:
+            draws.set_state(saved["draws"])
+        torch.set_rng_state(saved["rng"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        best_value, best_state, seen = saved["best_value"], saved["best_state"], saved["seen"]
+        result.best_epoch, result.best_val, result.history = saved["best_epoch"], saved["best_val"], saved["history"]
+        result.stopped, result.resumed_after = saved["stopped"], saved["epoch"]
+        start -= saved["seconds"]
+        first = config.epochs + 1 if result.stopped else saved["epoch"] + 1
+    for epoch in range(first, config.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
@@ -259,10 +281,20 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
             best_state = copy.deepcopy(model.state_dict())
         elif config.patience is not None and epoch - result.best_epoch >= config.patience:
             result.stopped = "patience"
-            break
         now = time.perf_counter()
-        if epoch < config.epochs and out_of_time(config.time_limit, now - start, now - epoch_start):
+        if not result.stopped and epoch < config.epochs and out_of_time(config.time_limit, now - start,
+                                                                         now - epoch_start):
             result.stopped = "time limit"
+        if checkpoint:
+            checkpoint.save({
+                "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(), "best_value": best_value, "best_state": best_state,
+                "best_epoch": result.best_epoch, "best_val": result.best_val, "history": result.history,
+                "seen": seen, "seconds": time.perf_counter() - start, "stopped": result.stopped,
+                "order": order.get_state(), "draws": None if draws is None else draws.get_state(),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+        if result.stopped:
             break
     result.train_seconds = time.perf_counter() - start
     result.samples_per_second = seen / max(result.train_seconds, 1e-9)

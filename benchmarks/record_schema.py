@@ -66,6 +66,7 @@ class RunRecord(TypedDict, total=False):
     best_epoch: int
     history: list[dict[str, float]]  # per epoch: epoch, train_loss, val_<metric>...
     stopped: str  # why training ended before its last epoch: "patience" | "time limit" (absent: it did not)
+    resumed_after: int  # epochs an interrupted process had trained, resumed from its saved state (absent: none)
     chance: Chance
     parameters: int
     train_seconds: float

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.checkpoints import Checkpoint
 from benchmarks.evaluation import evaluate_test
 from benchmarks.host_memory import keep_freed_memory, release_freed_memory
 from benchmarks.plugins import PluginSpec, method_origin
@@ -194,7 +195,13 @@ def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
         record = _run(planned, dataset)
         release_freed_memory()  # the next run starts from what it needs, not from this one's heap
         write_record(planned.path, record)
+        checkpoint_of(planned).remove()  # the record holds the result: its training state is not needed
         return record
+
+
+def checkpoint_of(planned: Planned) -> Checkpoint:
+    """Where the run keeps its training state between epochs (``benchmarks.checkpoints``)."""
+    return Checkpoint.beside(planned.path, run_id(planned.config, planned.spec.seed))
 
 
 def failed(base: RunRecord, err: Exception) -> RunRecord:
@@ -234,7 +241,10 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
 
     try:
         result = train(model, dataset.train, dataset.val, task=dataset.task, metrics=suite.metrics, config=config,
-                       seed=spec.seed, device=device, on_epoch=on_epoch, out_dim=dataset.out_dim)
+                       seed=spec.seed, device=device, on_epoch=on_epoch, out_dim=dataset.out_dim,
+                       checkpoint=checkpoint_of(planned))
+        if result.resumed_after:
+            log.info("%s: resumed after epoch %d (its saved training state)", spec.label(), result.resumed_after)
         start = time.perf_counter()
         test = evaluate_test(model, dataset, suite, config=config, device=device, seed=spec.seed)
         eval_seconds = time.perf_counter() - start
@@ -251,6 +261,7 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         "samples_per_second": result.samples_per_second, "peak_memory_mb": peak_memory_mb(device),
         "environment": environment(device),
         **({"stopped": result.stopped} if result.stopped else {}),
+        **({"resumed_after": result.resumed_after} if result.resumed_after else {}),
     }
     tracker.finish(record)
     return record

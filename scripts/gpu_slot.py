@@ -32,6 +32,14 @@ little of each other's pace. ``--schedule constant`` (the authors') suits such a
 cosine schedule cut by a time limit never anneals. The table then ends with each run's
 validation accuracy by epoch; each process's log is ``--out``/METHOD[-compiled].log.
 
+A run longer than one slot: ``--concurrent --across-slots`` sets no time limit, so the deadline
+kills each run that has not finished; the harness saved its training state after its last
+epoch (``benchmarks.checkpoints``), and ``runs.tar.gz`` brings it back. The next slot, given
+that archive with ``--resume`` (copy it into ``.slot/`` and carry it), unpacks it into
+``--data-root`` and the same command resumes each run after its last epoch, with the result an
+uninterrupted run gives; the record comes from the slot that finishes. Every slot rebuilds the
+INRs with the same recipe (same fingerprint; a GPU's float rounding may differ between builds).
+
 ``--dry-run`` checks the plan on a CPU: the IDX files (sizes and official md5s), the sizes
 (INRs, parameters, bytes of the built dataset), every method's parameters, FLOPs per
 sample and dispatched operators per step (paper profile, SIREN 2-32-32-1, 10 classes), a time
@@ -633,13 +641,15 @@ def slot(args: argparse.Namespace, deadline: float) -> int:
 def run_concurrently(args: argparse.Namespace, deadline: float, summary: dict) -> list[Row]:
     """Every run of ``--methods`` (and the compiled runs of ``--also-compiled``) at once, each
     a ``benchmarks.run`` process of up to 200 epochs under a ``--time-limit`` of the time left
-    (less ``CONCURRENT_OVERHEAD_S`` for its start and its test); a process still running at
-    the deadline is killed. Logs go to ``--out``."""
+    (less ``CONCURRENT_OVERHEAD_S`` for its start and its test), or with ``--across-slots``
+    none; a process still running at the deadline is killed (its training state after its last
+    epoch stays in the runs folder). Logs go to ``--out``."""
     runs = [(name, False) for name in args.methods] + [(name, True) for name in args.also_compiled]
-    limit = math.floor(deadline - time.perf_counter() - END_S - CONCURRENT_OVERHEAD_S)
-    if limit < 1:
+    limit = None if args.across_slots else math.floor(deadline - time.perf_counter() - END_S - CONCURRENT_OVERHEAD_S)
+    if limit is not None and limit < 1:
         return [Row(name, 0, f"skipped: {limit:.0f} s left", None, 0.0, 0.0, 0.0, compiled=c) for name, c in runs]
-    print(f"{len(runs)} runs at once, each up to {EPOCHS} epochs in {limit:.0f} s of training", flush=True)
+    print(f"{len(runs)} runs at once, each up to {EPOCHS} epochs "
+          + ("until the deadline (resumable)" if limit is None else f"in {limit:.0f} s of training"), flush=True)
     started = time.perf_counter()
     processes = {}
     for name, compiled in runs:
@@ -745,6 +755,10 @@ def row_of(args: argparse.Namespace, name: str, epochs: int, flops: float, wall:
     holds, and its training seconds; ``exit_`` says how the run ended where there is no record."""
     record = latest_record(runs_folder(args), name, args.seed,
                            {"epochs": epochs, "compile": compiled, "time_limit": time_limit})
+    if record is None and args.across_slots and (state := saved_state(args, name)):
+        curve = [round(h["val_accuracy"], 4) for h in state["history"]]
+        return Row(name, state["epoch"], f"{exit_}; resumable after epoch {state['epoch']} (--resume)", None, 0.0,
+                   flops, wall, curve, compiled=compiled), 0.0
     if record is None or record["status"] != "ok":
         status = f"no record ({exit_})" if record is None else f"{record['status']}: {record.get('reason', '')}"
         return Row(name, epochs, status, None, 0.0, flops, wall, compiled=compiled), 0.0
@@ -755,6 +769,30 @@ def row_of(args: argparse.Namespace, name: str, epochs: int, flops: float, wall:
 
 def runs_folder(args: argparse.Namespace) -> Path:
     return args.data_root / "runs"
+
+
+def saved_state(args: argparse.Namespace, name: str) -> dict | None:
+    """The newest training state that a killed run of ``name`` left (``benchmarks.checkpoints``;
+    ``--across-slots`` trains one run per method)."""
+    paths = sorted((runs_folder(args) / "records" / "paper" / "inr" / DATASET / name).glob(
+        f"*/seed{args.seed}.checkpoint.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return torch.load(paths[0], map_location="cpu", weights_only=True) if paths else None
+
+
+def restore(archive: Path, root: Path) -> int:
+    """Unpack a previous slot's ``runs.tar.gz`` (records and the training states of runs its
+    deadline killed) into ``root``; the number of files. ``ConfigError`` if it is not one."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            strays = [m.name for m in members if not (m.name == "runs" or m.name.startswith("runs/"))]
+            if strays:
+                raise ConfigError(f"--resume {archive}: holds {strays[0]!r}; valid: a slot's runs.tar.gz "
+                                  f"(everything under runs/)")
+            tar.extractall(root, filter="data")
+            return sum(m.isfile() for m in members)
+    except (OSError, tarfile.TarError) as err:
+        raise ConfigError(f"--resume {archive}: cannot be read as a slot's runs.tar.gz ({err})") from None
 
 
 def latest_record(out: Path, method: str, seed: int, train: dict) -> dict | None:
@@ -816,6 +854,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "epochs, stopped by the harness's --time-limit at the time left (no plan; --extra unused)")
     p.add_argument("--also-compiled", default="",
                    help="with --concurrent: comma-separated methods also trained through torch.compile, at once")
+    p.add_argument("--across-slots", action="store_true",
+                   help=f"with --concurrent: no time limit; each run trains toward its {EPOCHS} epochs until the "
+                        "deadline kills it, and its training state after its last epoch travels back in "
+                        "runs.tar.gz for --resume in the next slot (the record comes from the slot that finishes)")
+    p.add_argument("--resume", type=Path, metavar="ARCHIVE",
+                   help="a previous slot's runs.tar.gz: its records and saved training states are unpacked into "
+                        "--data-root first, so its killed runs resume after their last epoch")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
                    help="the lr after the warm-up (constant: the authors'; the natural one for a time-limited run)")
     p.add_argument("--chunk", type=harness.bounded_int(1, 70_000), default=10_000, help="INRs fitted at once")
@@ -841,6 +886,12 @@ def main(argv: list[str] | None = None) -> int:
         args.also_compiled = method_names(args.also_compiled)
         if args.also_compiled and not args.concurrent:
             raise ConfigError("--also-compiled needs --concurrent (the compiled runs train beside the eager ones)")
+        if args.across_slots and (not args.concurrent or args.also_compiled):
+            raise ConfigError("--across-slots needs --concurrent and no --also-compiled (one resumable run per "
+                              "method)")
+        if args.resume and not args.dry_run:
+            print(f"--resume: {restore(args.resume, args.data_root)} files of {args.resume} restored into "
+                  f"{args.data_root}", flush=True)
         return dry_run(args) if args.dry_run else slot(args, deadline)
 
     return exit_status(command)

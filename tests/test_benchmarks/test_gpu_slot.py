@@ -150,3 +150,43 @@ def test_a_concurrent_rehearsal_trains_every_run_at_once_until_its_time_limit(tm
 def test_also_compiled_needs_concurrent(tmp_path, mnist, capsys):
     assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--also-compiled", "ng-gnn") == 2
     assert "--also-compiled needs --concurrent" in one_error_line(capsys)
+
+
+def test_resume_restores_a_slots_archive_and_refuses_anything_else(tmp_path, mnist, capsys):
+    runs = tmp_path / "previous" / "runs" / "records" / "paper" / "inr" / "mnist-inr" / "ng-gnn" / "abc"
+    runs.mkdir(parents=True)
+    (runs / "seed0.checkpoint.pt").write_bytes(b"state")
+    archive = tmp_path / "runs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "previous" / "runs", arcname="runs")
+    assert gpu_slot.restore(archive, tmp_path / "data") == 1
+    assert (tmp_path / "data" / "runs" / "records" / "paper" / "inr" / "mnist-inr" / "ng-gnn" / "abc" /
+            "seed0.checkpoint.pt").read_bytes() == b"state"
+    stray = tmp_path / "stray.tar.gz"
+    with tarfile.open(stray, "w:gz") as tar:
+        tar.add(mnist, arcname="elsewhere")
+    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--resume", str(stray)) == 2
+    assert "holds 'elsewhere'; valid: a slot's runs.tar.gz" in one_error_line(capsys)
+    (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
+    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--resume", str(tmp_path / "broken.tar.gz")) == 2
+    assert "cannot be read as a slot's runs.tar.gz" in one_error_line(capsys)
+
+
+def test_a_run_killed_across_slots_is_reported_from_its_saved_state(tmp_path):
+    from benchmarks.checkpoints import Checkpoint
+    args = gpu_slot.build_parser().parse_args(["--concurrent", "--across-slots", "--data-root", str(tmp_path)])
+    assert "--time-limit" not in gpu_slot.harness_args(args, "ng-gnn", gpu_slot.EPOCHS)
+    folder = tmp_path / "runs" / "records" / "paper" / "inr" / "mnist-inr" / "ng-gnn" / "abc"
+    history = [{"epoch": e, "train_loss": 2.0, "val_accuracy": 0.1 * e} for e in (1, 2, 3)]
+    Checkpoint.beside(folder / "seed0.json", "run").save({"epoch": 3, "history": history})
+    row, _ = gpu_slot.row_of(args, "ng-gnn", gpu_slot.EPOCHS, 1e6, 500.0, "killed at the deadline")
+    assert row.epochs == 3 and row.accuracy is None and row.val_accuracy == [0.1, 0.2, 0.3]
+    assert row.status == "killed at the deadline; resumable after epoch 3 (--resume)"
+
+
+def test_across_slots_needs_concurrent_and_one_run_per_method(tmp_path, mnist, capsys):
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--across-slots") == 2
+    assert "--across-slots needs --concurrent" in one_error_line(capsys)
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--across-slots", "--concurrent",
+                "--also-compiled", "ng-gnn") == 2
+    assert "no --also-compiled" in one_error_line(capsys)

@@ -175,3 +175,67 @@ def test_augmentation_changes_the_training_batches_only_and_is_reproducible():
         train(Readout(1), Split(tr.weights, tr.targets.float()), Split(va.weights, va.targets.float()),
               task="regression", metrics=("mse",), config=TrainConfig(epochs=1, augment="inr"), seed=0,
               device=torch.device("cpu"))
+
+
+class Interrupted(Exception):
+    """Stands for a process killed between two epochs."""
+
+
+class DroppingReadout(Readout):
+    """``Readout`` with dropout: its masks come from torch's global generator."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, ws):
+        return self.net(self.drop(ws.flatten()))
+
+
+def test_an_interrupted_run_resumes_after_its_last_epoch_with_the_uninterrupted_result(tmp_path):
+    from benchmarks.checkpoints import Checkpoint
+    tr, va = splits()
+    config = TrainConfig(epochs=6, batch_size=16, lr=0.05, augment="inr")
+
+    def run(checkpoint, stop_at=None):
+        torch.manual_seed(0)
+        model = DroppingReadout()
+
+        def on_epoch(entry):
+            if entry["epoch"] == stop_at:
+                raise Interrupted
+
+        res = train(model, tr, va, task="classification", metrics=("accuracy",), config=config, seed=2,
+                    device=torch.device("cpu"), on_epoch=on_epoch, checkpoint=checkpoint)
+        return res, model.net.weight.detach().clone()
+
+    whole, weights = run(None)
+    checkpoint = Checkpoint.beside(tmp_path / "seed2.json", "run-a")
+    with pytest.raises(Interrupted):
+        run(checkpoint, stop_at=4)
+    assert checkpoint.path == tmp_path / "seed2.checkpoint.pt" and checkpoint.load()["epoch"] == 3
+    resumed, resumed_weights = run(checkpoint)
+    assert resumed.resumed_after == 3 and whole.resumed_after == 0
+    assert resumed.history == whole.history and resumed.best_epoch == whole.best_epoch
+    assert torch.equal(resumed_weights, weights)  # dropout, augmentation and data order resumed exactly
+    assert Checkpoint(checkpoint.path, "run-b").load() is None  # another run's state is not used
+    checkpoint.path.write_bytes(b"not a checkpoint")
+    assert checkpoint.load() is None
+    checkpoint.remove()
+    assert not checkpoint.path.exists()
+    checkpoint.remove()  # nothing to remove: no error
+
+
+def test_a_run_that_had_stopped_resumes_to_its_end(tmp_path, monkeypatch):
+    from benchmarks.checkpoints import Checkpoint
+    tr, va = splits()
+    frozen = Split(va.weights, torch.zeros(len(va), dtype=torch.long))
+    config = TrainConfig(epochs=10, batch_size=16, lr=0.0, patience=2)
+    checkpoint = Checkpoint(tmp_path / "seed0.checkpoint.pt", "k")
+    first = train(Readout(), tr, frozen, task="classification", metrics=("accuracy",), config=config, seed=0,
+                  device=torch.device("cpu"), checkpoint=checkpoint)
+    monkeypatch.setattr(Readout, "forward", lambda self, ws: pytest.fail("a stopped run trained again"))
+    again = train(Readout(), tr, frozen, task="classification", metrics=("accuracy",), config=config, seed=0,
+                  device=torch.device("cpu"), checkpoint=checkpoint)
+    assert first.stopped == again.stopped == "patience" and again.history == first.history
+    assert again.resumed_after == 3

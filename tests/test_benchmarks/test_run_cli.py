@@ -260,3 +260,35 @@ def test_augmentation_is_part_of_the_identity_shown_in_the_budget_and_refused_wh
     errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
     assert len(errors) == 1 and "keeps class labels, but this edit task's targets" in errors[0]
     assert "\n" not in errors[0] and "Traceback" not in caplog.text
+
+
+class Killed(BaseException):
+    """Stands for the process being killed (not an error a run records)."""
+
+
+def test_an_interrupted_run_resumes_after_its_last_epoch_with_the_uninterrupted_record(tmp_path, monkeypatch, caplog):
+    import benchmarks.protocol as protocol
+    args = ("--methods", "statnn", "--seeds", "0", "--epochs", "5", "--jobs", "1")
+    assert cli(tmp_path / "whole", *args) == 0
+    real, calls = protocol.compute, []
+
+    def killed_in_epoch_3(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:  # the third validation: after epoch 2's state was saved
+            raise Killed
+        return real(*a, **k)
+
+    monkeypatch.setattr(protocol, "compute", killed_in_epoch_3)
+    with pytest.raises(Killed):
+        cli(tmp_path / "cut", *args)
+    assert not record_files(tmp_path / "cut")
+    [saved] = (tmp_path / "cut" / "out" / "records").rglob("seed0.checkpoint.pt")
+    monkeypatch.setattr(protocol, "compute", real)
+    caplog.clear()
+    caplog.set_level("INFO", logger="wsbench")
+    assert cli(tmp_path / "cut", *args) == 0
+    assert "statnn / seed 0: resumed after epoch 2" in caplog.text and not saved.exists()  # removed once the record was written
+    [whole], [cut] = records_by_method(tmp_path / "whole")["statnn"], records_by_method(tmp_path / "cut")["statnn"]
+    assert cut["resumed_after"] == 2 and "resumed_after" not in whole
+    assert cut["history"] == whole["history"] and cut["metrics"] == whole["metrics"]
+    assert cut["robustness"] == whole["robustness"] and cut["config_id"] == whole["config_id"]

@@ -1,0 +1,59 @@
+"""A run's training state after each epoch, so that an interrupted run resumes where it
+stopped instead of starting over.
+
+The state (model, optimiser, schedule, best weights so far, history, the random generators
+and the seconds trained) is written atomically next to the run's record and removed once the
+record is written. It is read with ``torch.load(weights_only=True)``: tensors and plain
+containers only, never arbitrary pickled objects. A state written for another run (its
+``key`` differs) or unreadable is set aside with a warning, and the run starts over.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from datasets.files import atomic_write_bytes, remove_file
+
+log = logging.getLogger("wsbench")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where one run keeps its training state, and the run's identity (``key``)."""
+
+    path: Path
+    key: str
+
+    @classmethod
+    def beside(cls, record: Path, key: str) -> "Checkpoint":
+        """The checkpoint of the run whose record goes to ``record``."""
+        return cls(record.with_name(f"{record.stem}.checkpoint.pt"), key)
+
+    def save(self, state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save({**state, "key": self.key}, buffer)
+        atomic_write_bytes(self.path, buffer.getvalue())
+
+    def load(self) -> dict | None:
+        """The saved state of this run, or ``None`` (none saved, another run's, unreadable)."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: the run starts over
+            log.warning("warning: %s cannot be read (%s: %s); the run starts from its first epoch", self.path,
+                        type(err).__name__, err)
+            return None
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            log.warning("warning: %s belongs to another run; the run starts from its first epoch", self.path)
+            return None
+        return state
+
+    def remove(self) -> None:
+        if self.path.exists():
+            remove_file(self.path)
