@@ -5,29 +5,33 @@ The state (model, optimiser, schedule, best weights so far, history, the random 
 and the seconds trained) is written atomically next to the run's record and removed once the
 record is written. It is read with ``torch.load(weights_only=True)``: tensors and plain
 containers only, never arbitrary pickled objects. A state written for another run (its
-``key`` differs) or unreadable is set aside with a warning, and the run starts over.
+``key`` differs) or unreadable is set aside with a warning, and the run starts over. A state
+that cannot be written (a full disk) costs only the resumability: one warning, and the run
+goes on without saving.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from datasets.errors import WriteError
 from datasets.files import atomic_write_bytes, remove_file
 
 log = logging.getLogger("wsbench")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Checkpoint:
     """Where one run keeps its training state, and the run's identity (``key``)."""
 
     path: Path
     key: str
+    unwritable: bool = field(default=False, compare=False)  # a save failed: the run goes on without
 
     @classmethod
     def beside(cls, record: Path, key: str) -> "Checkpoint":
@@ -35,9 +39,16 @@ class Checkpoint:
         return cls(record.with_name(f"{record.stem}.checkpoint.pt"), key)
 
     def save(self, state: dict) -> None:
+        """Write ``state``; if it cannot be written, warn once and stop saving."""
+        if self.unwritable:
+            return
         buffer = io.BytesIO()
         torch.save({**state, "key": self.key}, buffer)
-        atomic_write_bytes(self.path, buffer.getvalue())
+        try:
+            atomic_write_bytes(self.path, buffer.getvalue())
+        except WriteError as err:
+            self.unwritable = True
+            log.warning("warning: %s; the run goes on without saving its training state (it cannot resume)", err)
 
     def load(self) -> dict | None:
         """The saved state of this run, or ``None`` (none saved, another run's, unreadable)."""

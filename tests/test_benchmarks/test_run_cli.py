@@ -200,6 +200,9 @@ def test_a_full_disk_mid_run_is_one_line_naming_the_file_and_the_records_stay(tm
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
     assert len(errors) == 1 and "cannot be written (File too large)" in errors[0] and str(tmp_path / "out") in errors[0]
+    warnings = [line for line in full.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("checkpoint.pt: cannot be written" in w and "goes on without saving" in w
+                                      for w in warnings)  # each run's training state, once: the runs went on
     written = {p: p.read_bytes() for p in record_files(tmp_path)}
     assert len(written) == 2 and all(json.loads(b)["status"] == "ok" for b in written.values())
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
