@@ -103,11 +103,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
-    stopped: str | None = None  # why training ended before its last epoch: one of STOPS
+    stopped: str | None = None  # why training ended before its last epoch: "patience" | "time limit"
     resumed_after: int = 0  # epochs a saved training state gave (not trained again here)
-
-
-STOPS = ("patience", "time limit")
 
 
 def seed_everything(seed: int) -> None:
