@@ -231,6 +231,7 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
     keep_freed_memory()  # a step reuses the last step's memory instead of faulting it in again
     reset_peak_memory(device)
     tracker = Tracker.start(spec.track, spec, config)
+    started_in = environment(device)  # the code and machine at the start: files may change while it trains
     epochs = config.epochs
 
     def on_epoch(entry: dict) -> None:
@@ -259,7 +260,7 @@ def _run(planned: Planned, dataset: WeightDataset) -> RunRecord:
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": result.train_seconds, "eval_seconds": eval_seconds,
         "samples_per_second": result.samples_per_second, "peak_memory_mb": peak_memory_mb(device),
-        "environment": environment(device),
+        "environment": started_in,
         **({"stopped": result.stopped} if result.stopped else {}),
         **({"resumed_after": result.resumed_after} if result.resumed_after else {}),
     }
