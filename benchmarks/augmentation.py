@@ -29,7 +29,8 @@ from torch import Tensor
 from datasets.errors import WsbenchError
 from datasets.weights import Weights, WeightSpace
 
-AUGMENTATIONS = ("none", "inr")
+NO_AUGMENTATION = "none"
+AUGMENTATIONS = (NO_AUGMENTATION, "inr")
 TRANSLATION, ROTATION_DEGREES, SHIFT, DROPOUT, ZOOM = 0.25, 45.0, 0.1, 0.01, 0.2
 
 
@@ -97,7 +98,7 @@ def inr_augment(ws: WeightSpace, generator: torch.Generator) -> WeightSpace:
 def augmenter(name: str, weights: Weights, task: str) -> Callable[[WeightSpace, torch.Generator], WeightSpace] | None:
     """The augmentation ``name`` for batches of ``weights`` in ``task`` (``None`` for ``none``);
     ``NotAugmentable`` if it does not apply to them."""
-    if name == "none":
+    if name == NO_AUGMENTATION:
         return None
     if task != "classification":
         raise NotAugmentable(f"augmentation {name!r} keeps class labels, but this {task} task's targets depend on the "

@@ -23,6 +23,18 @@ from datasets.errors import WriteError
 from datasets.files import atomic_write_bytes, remove_file
 
 log = logging.getLogger("wsbench")
+SUFFIX = ".checkpoint.pt"  # after the record's stem: seed0.json -> seed0.checkpoint.pt
+
+
+def read_state(path: Path) -> dict | None:
+    """The training state saved in ``path``, or ``None`` (with a warning) if it cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        log.warning("warning: %s cannot be read (%s: %s); the run starts from its first epoch", path,
+                    type(err).__name__, err)
+        return None
+    return state if isinstance(state, dict) else None
 
 
 @dataclass
@@ -36,7 +48,7 @@ class Checkpoint:
     @classmethod
     def beside(cls, record: Path, key: str) -> "Checkpoint":
         """The checkpoint of the run whose record goes to ``record``."""
-        return cls(record.with_name(f"{record.stem}.checkpoint.pt"), key)
+        return cls(record.with_name(record.stem + SUFFIX), key)
 
     def save(self, state: dict) -> None:
         """Write ``state``; if it cannot be written, warn once and stop saving."""
@@ -52,15 +64,9 @@ class Checkpoint:
 
     def load(self) -> dict | None:
         """The saved state of this run, or ``None`` (none saved, another run's, unreadable)."""
-        if not self.path.is_file():
+        if not self.path.is_file() or (state := read_state(self.path)) is None:
             return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or foreign file: the run starts over
-            log.warning("warning: %s cannot be read (%s: %s); the run starts from its first epoch", self.path,
-                        type(err).__name__, err)
-            return None
-        if not isinstance(state, dict) or state.get("key") != self.key:
+        if state.get("key") != self.key:
             log.warning("warning: %s belongs to another run; the run starts from its first epoch", self.path)
             return None
         return state

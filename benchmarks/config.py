@@ -22,7 +22,7 @@ from benchmarks import tracking
 from benchmarks.launchers import LAUNCHERS, check_launcher
 from benchmarks.plugins import PluginError, PluginSpec, check_not_main, import_plugin, requested, \
     resolve_method, spec_for, unimportable
-from benchmarks.augmentation import AUGMENTATIONS
+from benchmarks.augmentation import AUGMENTATIONS, NO_AUGMENTATION
 from benchmarks.protocol import DEFAULT_SCHEDULE, PRECISIONS, SCHEDULES
 from benchmarks.records import is_reference
 from benchmarks.suites import SUITES, Suite
@@ -69,7 +69,7 @@ class EvaluationConfig:
     lr: float | None = None
     schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
-    augment: str = "none"
+    augment: str = NO_AUGMENTATION
     precision: str = "fp32"
     compile: bool = False
     threads: int = 1

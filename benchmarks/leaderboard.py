@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import figures, leaderboard_html
+from benchmarks.augmentation import NO_AUGMENTATION
 from benchmarks.metrics import METRICS
 from benchmarks.protocol import DEFAULT_BATCH, DEFAULT_SCHEDULE
 from benchmarks.record_schema import RunRecord
@@ -87,20 +88,21 @@ def learning_flags(record: RunRecord) -> list[str]:
 
 def budget(record: RunRecord) -> str:
     """The run's budget and options, as a table cell: epochs (at most that many, with the
-    early-stopping patience and the time limit, where set), learning rate (and a schedule other than
-    cosine, a batch size other than the protocol's, an augmentation), model profile (and the one used, for a
-    method without a paper profile), data limit, method and dataset options, precision,
-    compilation."""
+    early-stopping patience and the time limit, where set), learning rate (and a schedule
+    other than cosine, a batch size other than the protocol's, an augmentation), model
+    profile (and the one used, for a method without a paper profile), data limit, method and
+    dataset options, precision, compilation."""
     config = record["config"]
     train = config["train"]
     rules = ([f"patience {train['patience']}"] if train.get("patience") else []) + \
         ([f"time limit {train['time_limit']:g} s"] if train.get("time_limit") else [])
-    parts = ([f"≤{train['epochs']} ep", *rules] if rules else [f"{train.get('epochs', '?')} ep"]) + ([f"lr {train['lr']:g}"] if "lr" in train else [])
+    epochs = [f"≤{train['epochs']} ep", *rules] if rules else [f"{train.get('epochs', '?')} ep"]
+    parts = epochs + ([f"lr {train['lr']:g}"] if "lr" in train else [])
     if train.get("schedule", DEFAULT_SCHEDULE) != DEFAULT_SCHEDULE:
         parts.append(f"{train['schedule']} lr")
     if train.get("batch_size", DEFAULT_BATCH) != DEFAULT_BATCH:
         parts.append(f"batch {train['batch_size']}")
-    if train.get("augment", "none") != "none":
+    if train.get("augment", NO_AUGMENTATION) != NO_AUGMENTATION:
         parts.append(f"{train['augment']} augmentation")
     used = config.get("model_profile_used")
     parts.append(f"{config['model_profile']} model" + (f" ({used} sizes: no {config['model_profile']} profile)"
@@ -139,7 +141,7 @@ def comparable(record: RunRecord) -> str:
                        train.get("epochs"), data.get("limit"), data.get("options", {}), data.get("skip_invalid", False),
                        config["protocol_version"], train.get("precision", "fp32"), train.get("patience"),
                        train.get("schedule", DEFAULT_SCHEDULE), train.get("batch_size", DEFAULT_BATCH),
-                       train.get("time_limit"), train.get("augment", "none")],
+                       train.get("time_limit"), train.get("augment", NO_AUGMENTATION)],
                       sort_keys=True, default=str)
 
 
@@ -401,7 +403,8 @@ def intro(source: str) -> list[str]:
             "Δ output is the mean absolute change of the model's output (0 for an invariant model).",
             f"Flags: '{UNDER_BUDGET}' = the best validation epoch was the last (more budget would help);",
             f"'{DID_NOT_LEARN}' = validation never rose above chance; '{OUT_OF_TIME}' = `--time-limit` ended",
-            f"it before its last epoch (how far it got depends on the machine); '{BROKEN_CLAIM}: <symmetry>' = the mean",
+            f"it before its last epoch (how far it got depends on the machine); "
+            f"'{BROKEN_CLAIM}: <symmetry>' = the mean",
             "Δ output under a transform of a symmetry the method claims exceeds "
             f"{CLAIM_TOLERANCE['fp32']:g} ({CLAIM_TOLERANCE['bf16']:g} in bf16).",
             f"A method marked '({REFERENCE})' is a shipped reference run on the same data and budget, ranked",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from benchmarks.augmentation import augmenter
+from benchmarks.augmentation import NO_AUGMENTATION, augmenter
 from benchmarks.checkpoints import Checkpoint
 from benchmarks.host_memory import release_freed_memory
 from benchmarks.metrics import METRICS, Undefined, compute
@@ -61,7 +61,7 @@ class TrainConfig:
     compile: bool = False
     patience: int | None = None  # stop after this many epochs without a better validation score
     time_limit: float | None = None  # seconds of training: no epoch starts that would end after them
-    augment: str = "none"  # weight-space augmentation of the training batches (benchmarks.augmentation)
+    augment: str = NO_AUGMENTATION  # weight-space augmentation of the training batches (benchmarks.augmentation)
 
     def to_dict(self) -> dict:
         """The fields, as a record's identity holds them; a bf16 run also holds
@@ -69,7 +69,7 @@ class TrainConfig:
         for bf16 runs only; ``patience``, ``time_limit`` and ``augment`` appear only where set
         (each is part of the identity; runs without one keep theirs)."""
         fields = asdict(self)
-        for name, unset in (("patience", None), ("time_limit", None), ("augment", "none")):
+        for name, unset in (("patience", None), ("time_limit", None), ("augment", NO_AUGMENTATION)):
             if fields[name] == unset:
                 del fields[name]
         if self.precision == "bf16":

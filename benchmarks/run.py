@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks import catalogue, tracking
 from benchmarks.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, RESULTS_ENV, SMOKE_LIMIT, EvaluationConfig, resolve
-from benchmarks.augmentation import AUGMENTATIONS
+from benchmarks.augmentation import AUGMENTATIONS, NO_AUGMENTATION
 from benchmarks.grid import run_grid
 from benchmarks.launchers import LAUNCHERS, register_all
 from benchmarks.plugins import PLUGINS_ENV, import_plugin, requested
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, help="override the learning rate (method and profile default)")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
                    help="learning rate after the linear warm-up: cosine decay to 0 (default) or constant")
-    p.add_argument("--augment", choices=AUGMENTATIONS, default="none",
+    p.add_argument("--augment", choices=AUGMENTATIONS, default=NO_AUGMENTATION,
                    help="weight-space augmentation of the training batches: inr = the INR recipe of Neural Graphs "
                         "and DWSNets (translation, rotation, shift, dropout, zoom of the SIRENs)")
     p.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH),

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.augmentation import NO_AUGMENTATION
 from benchmarks.checkpoints import Checkpoint
 from benchmarks.evaluation import evaluate_test
 from benchmarks.host_memory import keep_freed_memory, release_freed_memory
@@ -73,7 +74,7 @@ class RunSpec:
     schedule: str = DEFAULT_SCHEDULE
     batch_size: int | None = None
     time_limit: float | None = None
-    augment: str = "none"
+    augment: str = NO_AUGMENTATION
     plugins: PluginSpec = PluginSpec()
 
     def train_config(self) -> TrainConfig:

@@ -87,7 +87,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -97,6 +97,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import benchmarks.run as harness  # noqa: E402
+from benchmarks import checkpoints  # noqa: E402
 from benchmarks.launchers import register_all  # noqa: E402
 from benchmarks.paper_tables import TABLES  # noqa: E402
 from benchmarks.protocol import DEFAULT_SCHEDULE, PROFILES, SCHEDULES  # noqa: E402
@@ -771,12 +772,20 @@ def runs_folder(args: argparse.Namespace) -> Path:
     return args.data_root / "runs"
 
 
+def method_records(out: Path, method: str) -> Path:
+    """The folder of ``method``'s slot runs (one subfolder per configuration) under ``out``."""
+    return out / "records" / "paper" / "inr" / DATASET / method
+
+
+def newest_first(paths: Iterable[Path]) -> list[Path]:
+    return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def saved_state(args: argparse.Namespace, name: str) -> dict | None:
     """The newest training state that a killed run of ``name`` left (``benchmarks.checkpoints``;
     ``--across-slots`` trains one run per method)."""
-    paths = sorted((runs_folder(args) / "records" / "paper" / "inr" / DATASET / name).glob(
-        f"*/seed{args.seed}.checkpoint.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return torch.load(paths[0], map_location="cpu", weights_only=True) if paths else None
+    paths = newest_first(method_records(runs_folder(args), name).glob(f"*/seed{args.seed}{checkpoints.SUFFIX}"))
+    return checkpoints.read_state(paths[0]) if paths else None
 
 
 def restore(archive: Path, root: Path) -> int:
@@ -798,9 +807,7 @@ def restore(archive: Path, root: Path) -> int:
 def latest_record(out: Path, method: str, seed: int, train: dict) -> dict | None:
     """The newest record of ``method`` on seed ``seed`` whose training settings hold ``train``
     (a ``None`` value: the setting is absent)."""
-    paths = sorted((out / "records" / "paper" / "inr" / DATASET / method).glob(f"*/seed{seed}.json"),
-                   key=lambda p: p.stat().st_mtime, reverse=True)
-    records = [json.loads(p.read_text()) for p in paths]
+    records = [json.loads(p.read_text()) for p in newest_first(method_records(out, method).glob(f"*/seed{seed}.json"))]
     return next((r for r in records if all(r["config"]["train"].get(k) == v for k, v in train.items())), None)
 
 
