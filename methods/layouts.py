@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, reduce
+from itertools import accumulate
 
 import torch
 from torch import Tensor, nn
@@ -119,7 +120,7 @@ class LayeredStructure:
         incoming = tuple(tuple(i for i, b in enumerate(blocks) if b.dst == l) for l in range(len(widths)))
         degree = tuple(tuple(sum(int(j < blocks[i].joined) if blocks[i].diagonal else widths[blocks[i].src]
                                  for i in into) for j in range(widths[l])) for l, into in enumerate(incoming))
-        offsets = tuple(torch.tensor((0, *widths)).cumsum(0).tolist())
+        offsets = tuple(accumulate(widths, initial=0))
         return LayeredStructure(widths, offsets, tuple(blocks), incoming, degree)
 
     @property
@@ -172,9 +173,9 @@ class SenderStats(torch.autograd.Function):
         for k in extremes:
             # the mask in m's dtype (a bool mask would be converted in the product below)
             hit = torch.eq(m, stats[k].unsqueeze(2), out=torch.empty_like(m))
-            share = grads[k].unsqueeze(2)
-            if torch.count_nonzero(hit) > stats[k].numel():  # ties: split evenly
-                share = share / hit.sum(2, keepdim=True)
+            # ties split evenly; always dividing keeps the step free of a host sync (and of a
+            # graph break under torch.compile)
+            share = grads[k].unsqueeze(2) / hit.sum(2, keepdim=True)
             gm = hit.mul_(share) if gm is None else gm.addcmul_(hit, share)
         return gm, None
 

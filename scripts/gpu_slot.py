@@ -39,6 +39,9 @@ that archive with ``--resume`` (copy it into ``.slot/`` and carry it), unpacks i
 ``--data-root`` and the same command resumes each run after its last epoch, with the result an
 uninterrupted run gives; the record comes from the slot that finishes. Every slot rebuilds the
 INRs with the same recipe (same fingerprint; a GPU's float rounding may differ between builds).
+A second command on a still-warm machine finds the INRs and the saved states in ``--data-root``
+and needs neither. ``--compile`` trains the runs of ``--methods`` through ``torch.compile``,
+with CUDA graphs: NG-GNN's eager step is bound by its thousands of kernel launches.
 
 ``--dry-run`` checks the plan on a CPU: the IDX files (sizes and official md5s), the sizes
 (INRs, parameters, bytes of the built dataset), every method's parameters, FLOPs per
@@ -645,7 +648,7 @@ def run_concurrently(args: argparse.Namespace, deadline: float, summary: dict) -
     (less ``CONCURRENT_OVERHEAD_S`` for its start and its test), or with ``--across-slots``
     none; a process still running at the deadline is killed (its training state after its last
     epoch stays in the runs folder). Logs go to ``--out``."""
-    runs = [(name, False) for name in args.methods] + [(name, True) for name in args.also_compiled]
+    runs = [(name, args.compile) for name in args.methods] + [(name, True) for name in args.also_compiled]
     limit = None if args.across_slots else math.floor(deadline - time.perf_counter() - END_S - CONCURRENT_OVERHEAD_S)
     if limit is not None and limit < 1:
         return [Row(name, 0, f"skipped: {limit:.0f} s left", None, 0.0, 0.0, 0.0, compiled=c) for name, c in runs]
@@ -861,6 +864,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "epochs, stopped by the harness's --time-limit at the time left (no plan; --extra unused)")
     p.add_argument("--also-compiled", default="",
                    help="with --concurrent: comma-separated methods also trained through torch.compile, at once")
+    p.add_argument("--compile", action="store_true",
+                   help="with --concurrent: the runs of --methods train through torch.compile (on the GPU with "
+                        "CUDA graphs; with --across-slots, a resumable compiled run per method)")
     p.add_argument("--across-slots", action="store_true",
                    help=f"with --concurrent: no time limit; each run trains toward its {EPOCHS} epochs until the "
                         "deadline kills it, and its training state after its last epoch travels back in "
@@ -893,6 +899,9 @@ def main(argv: list[str] | None = None) -> int:
         args.also_compiled = method_names(args.also_compiled)
         if args.also_compiled and not args.concurrent:
             raise ConfigError("--also-compiled needs --concurrent (the compiled runs train beside the eager ones)")
+        if args.compile and (not args.concurrent or args.also_compiled):
+            raise ConfigError("--compile needs --concurrent and no --also-compiled (it compiles the runs of "
+                              "--methods)")
         if args.across_slots and (not args.concurrent or args.also_compiled):
             raise ConfigError("--across-slots needs --concurrent and no --also-compiled (one resumable run per "
                               "method)")

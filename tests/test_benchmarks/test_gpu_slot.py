@@ -152,6 +152,16 @@ def test_also_compiled_needs_concurrent(tmp_path, mnist, capsys):
     assert "--also-compiled needs --concurrent" in one_error_line(capsys)
 
 
+def test_compile_compiles_the_concurrent_runs_and_needs_no_also_compiled(tmp_path, mnist, capsys):
+    args = gpu_slot.build_parser().parse_args(["--concurrent", "--across-slots", "--compile"])
+    assert "--compile" in gpu_slot.harness_args(args, "ng-gnn", gpu_slot.EPOCHS, args.compile)
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--compile") == 2
+    assert "--compile needs --concurrent" in one_error_line(capsys)
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--compile", "--concurrent",
+                "--also-compiled", "ng-gnn") == 2
+    assert "no --also-compiled" in one_error_line(capsys)
+
+
 def test_resume_restores_a_slots_archive_and_refuses_anything_else(tmp_path, mnist, capsys):
     runs = tmp_path / "previous" / "runs" / "records" / "paper" / "inr" / "mnist-inr" / "ng-gnn" / "abc"
     runs.mkdir(parents=True)
