@@ -487,6 +487,9 @@ def dry_run(args: argparse.Namespace) -> int:
           f"{spec.describe()}: {spec.num_params:,} parameters each; built dataset {mib(sizes.bytes)}\n"
           f"{fit_line(fit, args.chunk, cpu_rate)}\n{rates_line(args.precision, cpu_rate)}")
     print(method_table(costs, sizes, cpu_rate, timing, plan))
+    if args.compile:
+        print("--compile: the estimates are eager steps'; a compiled step (fused kernels, CUDA graphs) is not "
+              "estimated here, and is faster where the eager step is launch-bound")
     calibration = "no calibration" if args.concurrent else f"calibration {len(costs)} x {CALIBRATE_S}"
     runs = f"{len(costs) + len(args.also_compiled)} runs at once" if args.concurrent else "runs"
     print(f"command: interpreter {INTERPRETER_S} + startup {STARTUP_S} + peak {PEAK_S} + fit {fit.h200_s:.0f} + "

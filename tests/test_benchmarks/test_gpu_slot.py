@@ -155,6 +155,9 @@ def test_also_compiled_needs_concurrent(tmp_path, mnist, capsys):
 def test_compile_compiles_the_concurrent_runs_and_needs_no_also_compiled(tmp_path, mnist, capsys):
     args = gpu_slot.build_parser().parse_args(["--concurrent", "--across-slots", "--compile"])
     assert "--compile" in gpu_slot.harness_args(args, "ng-gnn", gpu_slot.EPOCHS, args.compile)
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--methods", "ng-gnn", "--concurrent",
+                "--across-slots", "--compile") == 0
+    assert "--compile: the estimates are eager steps'" in capsys.readouterr().out
     assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--compile") == 2
     assert "--compile needs --concurrent" in one_error_line(capsys)
     assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--compile", "--concurrent",

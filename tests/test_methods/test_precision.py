@@ -114,3 +114,16 @@ def test_every_method_trains_a_step_under_bf16_autocast(method, task):
     assert torch.isfinite(loss)
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}: no finite gradient under bf16"
+
+
+@pytest.mark.parametrize("method", ["ng-gnn", "dwsnet", "nfn-np"])
+def test_a_training_step_compiles_into_one_graph(method):
+    """No graph break (and so no host synchronisation) in the forward and the backward that
+    dynamo traces: on a GPU the whole step is then one CUDA graph (``compiled``). NG-GNN on
+    a batch large enough for its layered layout, whose sender statistics have their own
+    backward."""
+    spec = siren_spec(32, 2)
+    net = build_method(method, task_info(spec), profile="paper").train()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(net)(random_weights(spec, 8, 0).to(torch.float32))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
