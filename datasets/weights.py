@@ -150,6 +150,8 @@ class MixedWeights:
 
     def positions(self, group: int) -> Tensor:
         """Batch positions of the rows of ``groups[group]``, in that group's row order."""
+        if len(self.groups) == 1:  # every row: no data-dependent shape (compiles without a break)
+            return torch.argsort(self.row_index)
         pos = torch.nonzero(self.group_index == group).squeeze(1)
         return pos[torch.argsort(self.row_index[pos])]
 
