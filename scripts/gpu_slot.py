@@ -85,6 +85,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -796,7 +797,9 @@ def saved_state(args: argparse.Namespace, name: str) -> dict | None:
 
 def restore(archive: Path, root: Path) -> int:
     """Unpack a previous slot's ``runs.tar.gz`` (records and the training states of runs its
-    deadline killed) into ``root``; the number of files. ``ConfigError`` if it is not one."""
+    deadline killed) into ``root``; the number of files restored. A training state already in
+    ``root`` that has trained as far or further is kept (an archive given again on a warm
+    machine loses no epoch). ``ConfigError`` if it is not such an archive."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
@@ -804,10 +807,27 @@ def restore(archive: Path, root: Path) -> int:
             if strays:
                 raise ConfigError(f"--resume {archive}: holds {strays[0]!r}; valid: a slot's runs.tar.gz "
                                   f"(everything under runs/)")
-            tar.extractall(root, filter="data")
-            return sum(m.isfile() for m in members)
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=root) as unpacked:
+                tar.extractall(unpacked, filter="data")
+                return sum(place(path, root / path.relative_to(unpacked))
+                           for path in sorted(Path(unpacked).rglob("*")) if path.is_file())
     except (OSError, tarfile.TarError) as err:
         raise ConfigError(f"--resume {archive}: cannot be read as a slot's runs.tar.gz ({err})") from None
+
+
+def place(path: Path, target: Path) -> bool:
+    """Move an unpacked file to ``target``, unless both are training states and the one at
+    ``target`` has trained as many epochs or more (then say so); whether it moved."""
+    if path.name.endswith(checkpoints.SUFFIX) and target.exists():
+        here, there = (checkpoints.read_state(p) or {} for p in (target, path))
+        if here.get("epoch", 0) >= there.get("epoch", 0):
+            print(f"--resume: kept {target} (after epoch {here.get('epoch')}; the archive's is after epoch "
+                  f"{there.get('epoch')})", flush=True)
+            return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return True
 
 
 def latest_record(out: Path, method: str, seed: int, train: dict) -> dict | None:
@@ -876,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs.tar.gz for --resume in the next slot (the record comes from the slot that finishes)")
     p.add_argument("--resume", type=Path, metavar="ARCHIVE",
                    help="a previous slot's runs.tar.gz: its records and saved training states are unpacked into "
-                        "--data-root first, so its killed runs resume after their last epoch")
+                        "--data-root first (a state there that trained further is kept), so its killed runs "
+                        "resume after their last epoch")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
                    help="the lr after the warm-up (constant: the authors'; the natural one for a time-limited run)")
     p.add_argument("--chunk", type=harness.bounded_int(1, 70_000), default=10_000, help="INRs fitted at once")

@@ -185,6 +185,26 @@ def test_resume_restores_a_slots_archive_and_refuses_anything_else(tmp_path, mni
     assert "cannot be read as a slot's runs.tar.gz" in one_error_line(capsys)
 
 
+def test_resume_keeps_a_training_state_that_trained_further(tmp_path, capsys):
+    from benchmarks.checkpoints import Checkpoint
+    run = Path("runs") / "records" / "paper" / "inr" / "mnist-inr" / "ng-gnn" / "abc" / "seed0.json"
+
+    def archive_at(epoch: int) -> Path:
+        Checkpoint.beside(tmp_path / f"e{epoch}" / run, "run").save({"epoch": epoch, "history": []})
+        path = tmp_path / f"e{epoch}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            tar.add(tmp_path / f"e{epoch}" / "runs", arcname="runs")
+        return path
+
+    root = tmp_path / "data"
+    state = Checkpoint.beside(root / run, "run")
+    assert gpu_slot.restore(archive_at(5), root) == 1 and state.load()["epoch"] == 5
+    assert gpu_slot.restore(archive_at(3), root) == 0 and state.load()["epoch"] == 5  # a warm machine's newer state
+    assert "kept" in capsys.readouterr().out
+    assert gpu_slot.restore(archive_at(7), root) == 1 and state.load()["epoch"] == 7
+    assert [p.name for p in root.iterdir()] == ["runs"]  # nothing left of the unpacking
+
+
 def test_a_run_killed_across_slots_is_reported_from_its_saved_state(tmp_path):
     from benchmarks.checkpoints import Checkpoint
     args = gpu_slot.build_parser().parse_args(["--concurrent", "--across-slots", "--data-root", str(tmp_path)])
