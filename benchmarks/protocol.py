@@ -165,8 +165,8 @@ def predict(model: nn.Module, weights: Weights, batch_size: int, device: torch.d
     return torch.cat(outs)
 
 
-def compiled(model: nn.Module, enabled: bool, device: torch.device = torch.device("cpu")) -> nn.Module:
-    """``torch.compile(model)`` if ``enabled``; a graph that cannot be compiled runs eagerly
+def compiled(model: Callable, enabled: bool, device: torch.device = torch.device("cpu")) -> Callable:
+    """``torch.compile(model)`` (a module or a function) if ``enabled``; a graph that cannot be compiled runs eagerly
     (dynamo's ``suppress_errors``), so compiling changes speed, not the function. On a GPU the
     compiled step is also captured as a CUDA graph (mode ``reduce-overhead``: a small model's
     step is bound by kernel launches, which a graph replays at once) for static shapes (a run

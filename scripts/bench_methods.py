@@ -26,8 +26,9 @@ For every method and profile, on a batch of SIRENs 2-32-32-1 (``siren_init``, 10
   ``torch.cuda.max_memory_allocated`` above the memory allocated before the step.
 
 ``--precision bf16`` runs forward and loss under ``torch.autocast`` (bfloat16); ``--compile``
-passes forward and loss through ``torch.compile`` (so also the backward; the AdamW step stays
-eager). FLOPs are always counted on the eager step (the same arithmetic).
+passes forward and loss through ``torch.compile`` as the harness's ``--compile`` does
+(``benchmarks.protocol.compiled``: on a GPU with CUDA graphs), so also the backward; the AdamW
+step stays eager. FLOPs are always counted on the eager step (the same arithmetic).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import baselines  # noqa: E402,F401  (registers the baselines)
 import methods  # noqa: E402,F401  (registers the graph methods)
 from benchmarks.host_memory import apply_setting, release_freed_memory  # noqa: E402
+from benchmarks.protocol import compiled  # noqa: E402
 from datasets.inr_fitting import siren_init  # noqa: E402
 from datasets.method_table import METHODS, PROFILES, build_method  # noqa: E402
 from datasets.normalisation import LayerStats  # noqa: E402
@@ -202,7 +204,7 @@ def bench(name: str, profile_name: str, args: argparse.Namespace, device: torch.
     optimiser = torch.optim.AdamW(model.parameters(), **METHODS[name].optimiser(profile_name))
     eager = make_loss(model, args.precision, device)
     flops = count_flops(eager, optimiser, weights, targets)
-    step = make_step(torch.compile(eager) if args.compile else eager, optimiser, weights, targets)
+    step = make_step(compiled(eager, args.compile, device), optimiser, weights, targets)
     if args.compile:
         step()  # compilation
     memory, _ = profiled_step(step, optimiser, device)
@@ -244,7 +246,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", choices=tuple(DTYPES), default="fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile forward and loss")
+    p.add_argument("--compile", action="store_true", help="torch.compile forward and loss (as the harness)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
