@@ -5,7 +5,8 @@ The state (model, optimiser, schedule, best weights so far, history, the random 
 and the seconds trained) is written atomically next to the run's record and removed once the
 record is written. It is read with ``torch.load(weights_only=True)``: tensors and plain
 containers only, never arbitrary pickled objects. A state written for another run (its
-``key`` differs) or unreadable is set aside with a warning, and the run starts over. A state
+``key`` differs; the warning names the settings that differ) or unreadable is set aside with a
+warning, and the run starts over. A state
 that cannot be written (a full disk) costs only the resumability: one warning, and the run
 goes on without saving.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.record_schema import RunConfig
+from benchmarks.records import config_changes
 from datasets.errors import WriteError
 from datasets.files import atomic_write_bytes, remove_file
 
@@ -39,23 +42,25 @@ def read_state(path: Path) -> dict | None:
 
 @dataclass
 class Checkpoint:
-    """Where one run keeps its training state, and the run's identity (``key``)."""
+    """Where one run keeps its training state, and the run's identity: ``key`` (its run id)
+    and ``config`` (its configuration, saved with the state to name what changed)."""
 
     path: Path
     key: str
+    config: RunConfig | None = None
     unwritable: bool = field(default=False, compare=False)  # a save failed: the run goes on without
 
     @classmethod
-    def beside(cls, record: Path, key: str) -> "Checkpoint":
+    def beside(cls, record: Path, key: str, config: RunConfig | None = None) -> "Checkpoint":
         """The checkpoint of the run whose record goes to ``record``."""
-        return cls(record.with_name(record.stem + SUFFIX), key)
+        return cls(record.with_name(record.stem + SUFFIX), key, config)
 
     def save(self, state: dict) -> None:
         """Write ``state``; if it cannot be written, warn once and stop saving."""
         if self.unwritable:
             return
         buffer = io.BytesIO()
-        torch.save({**state, "key": self.key}, buffer)
+        torch.save({**state, "key": self.key, "config": self.config}, buffer)
         try:
             atomic_write_bytes(self.path, buffer.getvalue())
         except WriteError as err:
@@ -67,9 +72,19 @@ class Checkpoint:
         if not self.path.is_file() or (state := read_state(self.path)) is None:
             return None
         if state.get("key") != self.key:
-            log.warning("warning: %s belongs to another run; the run starts from its first epoch", self.path)
+            log.warning("warning: %s belongs to another run%s; the run starts from its first epoch", self.path,
+                        self.changes_from(state))
             return None
         return state
+
+    def changes_from(self, state: dict) -> str:
+        """What of this run's configuration differs from the one ``state`` was saved for, as a
+        clause (empty where the state holds none)."""
+        saved = state.get("config")
+        if not isinstance(saved, dict) or self.config is None:
+            return ""
+        changes = config_changes(saved, self.config)
+        return f" ({'; '.join(changes)})" if changes else " (the same configuration, another seed)"
 
     def remove(self) -> None:
         if self.path.exists():

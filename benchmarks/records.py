@@ -45,6 +45,22 @@ def run_id(config: RunConfig, seed: int) -> str:
     return digest({"config": config, "seed": seed})
 
 
+def config_changes(before: RunConfig, after: RunConfig) -> list[str]:
+    """The settings in which two run configurations differ, one ``setting: before -> after``
+    each (nested ones dotted, as ``train.schedule``; ``unset`` where one lacks it)."""
+    def changes(a: dict, b: dict, prefix: str) -> list[str]:
+        found = []
+        for key in sorted(set(a) | set(b)):
+            old, new = a.get(key, "unset"), b.get(key, "unset")
+            if isinstance(old, dict) and isinstance(new, dict):
+                found += changes(old, new, f"{prefix}{key}.")
+            elif old != new:
+                found.append(f"{prefix}{key}: {old} -> {new}")
+        return found
+
+    return changes(*(json.loads(json.dumps(c, sort_keys=True, default=str)) for c in (before, after)), "")
+
+
 def record_path(out: Path, config: RunConfig, seed: int) -> Path:
     return (out / "records" / config["profile"] / config["suite"] / config["dataset"] / config["method"]
             / config_id(config) / f"seed{seed}.json")

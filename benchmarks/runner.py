@@ -39,7 +39,7 @@ from datasets.errors import UnsupportedArchitecture, WsbenchError
 from datasets.files import try_lock
 from datasets.method_table import METHODS, build_method
 from datasets.source import LoadOptions
-from datasets.weight_dataset import WeightDataset
+from datasets.weight_dataset import TaskInfo, WeightDataset
 
 log = logging.getLogger("wsbench")
 
@@ -106,20 +106,31 @@ def load_dataset(name: str, options: LoadOptions, suite: str) -> WeightDataset:
 
 
 def plan(spec: RunSpec, dataset: WeightDataset) -> Planned:
-    """The run's configuration: everything that changes its result. A plugin method's
-    origin (module, distribution, version, source hash) and a paper profile that falls back
-    to the quick one are part of it only where they apply, so built-in configurations keep
-    their identity."""
+    """The run's configuration on the loaded ``dataset`` (:func:`identify`)."""
+    try:
+        task, _ = method_task(METHODS[spec.method], dataset)
+    except UnsupportedArchitecture:
+        task = None
+    return identify(spec, dataset.fingerprint, dataset.info.version, task)
+
+
+def identify(spec: RunSpec, fingerprint: str, version: int, task: TaskInfo | None) -> Planned:
+    """The run's configuration, everything that changes its result, from what it needs of its
+    dataset: the fingerprint, the code version, and the task the method is built for
+    (``None``: it cannot be; no hyperparameters). So a run's identity is known before its
+    dataset is built (``scripts/gpu_slot.py --dry-run`` checks a saved state against it). A
+    plugin method's origin (module, distribution, version, source hash) and a paper profile
+    that falls back to the quick one are part of it only where they apply, so built-in
+    configurations keep their identity."""
     method = METHODS[spec.method]
     options = dict(spec.method_options)
     try:
-        task, _ = method_task(method, dataset)
-        hparams = method.hyperparameters(task, spec.model_profile, options)
+        hparams = method.hyperparameters(task, spec.model_profile, options) if task is not None else {}
     except UnsupportedArchitecture:
         hparams = {}
     data = {"options": dict(spec.data.params), "limit": spec.data.limit, "skip_invalid": spec.data.skip_invalid}
-    config = RunConfig(suite=spec.suite, dataset=spec.dataset, dataset_fingerprint=dataset.fingerprint,
-                       dataset_version=dataset.info.version, method=spec.method, method_version=method.version,
+    config = RunConfig(suite=spec.suite, dataset=spec.dataset, dataset_fingerprint=fingerprint,
+                       dataset_version=version, method=spec.method, method_version=method.version,
                        hyperparameters=hparams, model_profile=spec.model_profile, method_options=options,
                        profile=spec.profile, train=spec.train_config().to_dict(),
                        protocol_version=PROTOCOL_VERSION, data=data)
@@ -202,7 +213,7 @@ def execute(planned: Planned, dataset: WeightDataset) -> RunRecord | None:
 
 def checkpoint_of(planned: Planned) -> Checkpoint:
     """Where the run keeps its training state between epochs (``benchmarks.checkpoints``)."""
-    return Checkpoint.beside(planned.path, run_id(planned.config, planned.spec.seed))
+    return Checkpoint.beside(planned.path, run_id(planned.config, planned.spec.seed), planned.config)
 
 
 def failed(base: RunRecord, err: Exception) -> RunRecord:

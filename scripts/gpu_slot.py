@@ -37,8 +37,12 @@ kills each run that has not finished; the harness saved its training state after
 epoch (``benchmarks.checkpoints``), and ``runs.tar.gz`` brings it back. The next slot, given
 that archive with ``--resume`` (copy it into ``.slot/`` and carry it), unpacks it into
 ``--data-root`` and the same command resumes each run after its last epoch, with the result an
-uninterrupted run gives; the record comes from the slot that finishes. Every slot rebuilds the
-INRs with the same recipe (same fingerprint; a GPU's float rounding may differ between builds).
+uninterrupted run gives; the record comes from the slot that finishes. Before any work (and in
+the dry run), each saved state is checked against the identity of the run the command plans
+(known from the recipe and the IDX files before the INRs are built): a state saved for other
+settings is refused in one line naming them, since that run would start over. Every slot
+rebuilds the INRs with the same recipe (same fingerprint; a GPU's float rounding may differ
+between builds).
 A second command on a still-warm machine finds the INRs and the saved states in ``--data-root``
 and needs neither. ``--compile`` trains the runs of ``--methods`` through ``torch.compile``,
 with CUDA graphs: NG-GNN's eager step is bound by its thousands of kernel launches.
@@ -88,7 +92,7 @@ import tarfile
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable
@@ -102,9 +106,13 @@ sys.path.insert(0, str(REPO))
 
 import benchmarks.run as harness  # noqa: E402
 from benchmarks import checkpoints  # noqa: E402
+from benchmarks.config import resolve  # noqa: E402
+from benchmarks.grid import spec_for  # noqa: E402
 from benchmarks.launchers import register_all  # noqa: E402
 from benchmarks.paper_tables import TABLES  # noqa: E402
 from benchmarks.protocol import DEFAULT_SCHEDULE, PROFILES, SCHEDULES  # noqa: E402
+from benchmarks.records import config_id, run_id  # noqa: E402
+from benchmarks.runner import Planned, identify  # noqa: E402
 from datasets.dataset_table import DATASETS  # noqa: E402
 from datasets.errors import ConfigError, InvalidData, exit_status  # noqa: E402
 from datasets.functional import forward  # noqa: E402
@@ -114,6 +122,7 @@ from datasets.method_table import METHODS, build_method  # noqa: E402
 from datasets.source import DatasetSource, LoadOptions  # noqa: E402
 from datasets.sources.dwsnets_inr import split_indices  # noqa: E402
 from datasets.spec import siren_spec  # noqa: E402
+from datasets.weight_dataset import TaskInfo  # noqa: E402
 from datasets.weights import WeightSpace  # noqa: E402
 from scripts.bench_methods import make_loss, siren_batch  # noqa: E402
 
@@ -781,7 +790,12 @@ def runs_folder(args: argparse.Namespace) -> Path:
 
 def method_records(out: Path, method: str) -> Path:
     """The folder of ``method``'s slot runs (one subfolder per configuration) under ``out``."""
-    return out / "records" / "paper" / "inr" / DATASET / method
+    return dataset_records(out) / method
+
+
+def dataset_records(out: Path) -> Path:
+    """The folder of the slot's runs under ``out``: a subfolder per method."""
+    return out / "records" / "paper" / "inr" / DATASET
 
 
 def newest_first(paths: Iterable[Path]) -> list[Path]:
@@ -800,20 +814,73 @@ def restore(archive: Path, root: Path) -> int:
     deadline killed) into ``root``; the number of files restored. A training state already in
     ``root`` that has trained as far or further is kept (an archive given again on a warm
     machine loses no epoch). ``ConfigError`` if it is not such an archive."""
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as unpacked:
+        unpack(archive, Path(unpacked))
+        return sum(place(path, root / path.relative_to(unpacked))
+                   for path in sorted(Path(unpacked).rglob("*")) if path.is_file())
+
+
+def unpack(archive: Path, into: Path) -> None:
+    """Extract a slot's ``runs.tar.gz`` into ``into``; ``ConfigError`` if it is not one."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            strays = [m.name for m in members if not (m.name == "runs" or m.name.startswith("runs/"))]
+            strays = [m.name for m in tar.getmembers() if not (m.name == "runs" or m.name.startswith("runs/"))]
             if strays:
                 raise ConfigError(f"--resume {archive}: holds {strays[0]!r}; valid: a slot's runs.tar.gz "
                                   f"(everything under runs/)")
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=root) as unpacked:
-                tar.extractall(unpacked, filter="data")
-                return sum(place(path, root / path.relative_to(unpacked))
-                           for path in sorted(Path(unpacked).rglob("*")) if path.is_file())
+            tar.extractall(into, filter="data")
     except (OSError, tarfile.TarError) as err:
         raise ConfigError(f"--resume {archive}: cannot be read as a slot's runs.tar.gz ({err})") from None
+
+
+def resumed_runs(args: argparse.Namespace) -> list[str]:
+    """What ``--resume`` gives each run of this command, a line each, checked before any work:
+    a saved state resumes only the run whose identity it was saved for. ``ConfigError`` (one
+    line) where a state of a method this command trains was saved for another configuration
+    (that run would start from its first epoch), naming the settings that changed where the
+    state holds its configuration."""
+    with tempfile.TemporaryDirectory() as unpacked:
+        unpack(args.resume, Path(unpacked))
+        states = {path.parent.parent.name: path for path in sorted(
+            dataset_records(Path(unpacked) / "runs").glob(f"*/*/seed{args.seed}{checkpoints.SUFFIX}"))}
+        lines, problems = [], []
+        for name, path in states.items():
+            state = checkpoints.read_state(path) or {}
+            if name not in args.methods:
+                lines.append(f"--resume: {name}'s saved state (after epoch {state.get('epoch')}) is not trained by "
+                             f"this command (--methods {','.join(args.methods)})")
+                continue
+            planned = planned_run(args, name)
+            saved = f"{name}'s saved state (config {path.parent.name}, after epoch {state.get('epoch')})"
+            if state.get("key") == run_id(planned.config, args.seed):
+                lines.append(f"--resume: {name} resumes after epoch {state['epoch']} (config "
+                             f"{config_id(planned.config)}, the run this command plans)")
+            else:
+                changes = checkpoints.Checkpoint(path, "", planned.config).changes_from(state)
+                problems.append(f"{saved} is not the run this command plans (config {config_id(planned.config)})"
+                                f"{changes or ' (the state does not say what changed)'}")
+    if problems:
+        raise ConfigError(f"--resume {args.resume}: " + "; ".join(problems) + "; such a run would start from its "
+                          "first epoch: give the settings the state was saved with, or leave out --resume")
+    return lines + [f"--resume: {name} has no saved state in {args.resume}: it trains from its first epoch"
+                    for name in args.methods if name not in states]
+
+
+def planned_run(args: argparse.Namespace, name: str) -> Planned:
+    """The identity of ``name``'s run in this command (``--across-slots``: no time limit), as
+    the harness will plan it once the INRs are built (``benchmarks.runner.identify``), known
+    before: the fingerprint comes from the recipe and the IDX files. Planned on this machine,
+    which may lack CUDA: the training device is not part of a run's identity, and the fitting
+    device, a dataset option, is given back to the spec unchecked (the GPU's harness checks it)."""
+    config = harness.config_from(harness.build_parser().parse_args(harness_args(args, name, EPOCHS, args.compile)))
+    plan = resolve(replace(config, device="cpu", dataset_options={**config.dataset_options, FIT_DEVICE_OPTION: "cpu"}))
+    spec = spec_for(plan, DATASET, name, args.seed, EPOCHS)
+    spec = replace(spec, device=args.device, data=replace(spec.data, params=dict(config.dataset_options)))
+    info, source = DATASETS[DATASET].info, DATASETS[DATASET].open(plan.load)
+    recipe = SirenRecipe.of(source.config)
+    task = TaskInfo((siren_spec(recipe.hidden, recipe.depth, 2, 1, recipe.omega),), info.out_dim, info.task)
+    return identify(spec, source.fingerprint(), info.version, task)
 
 
 def place(path: Path, target: Path) -> bool:
@@ -895,9 +962,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "deadline kills it, and its training state after its last epoch travels back in "
                         "runs.tar.gz for --resume in the next slot (the record comes from the slot that finishes)")
     p.add_argument("--resume", type=Path, metavar="ARCHIVE",
-                   help="a previous slot's runs.tar.gz: its records and saved training states are unpacked into "
-                        "--data-root first (a state there that trained further is kept), so its killed runs "
-                        "resume after their last epoch")
+                   help="with --across-slots: a previous slot's runs.tar.gz; each saved training state is checked "
+                        "against the run this command plans (refused, naming the changed settings, if another), "
+                        "then its records and states are unpacked into --data-root (a state there that trained "
+                        "further is kept), so its killed runs resume after their last epoch")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
                    help="the lr after the warm-up (constant: the authors'; the natural one for a time-limited run)")
     p.add_argument("--chunk", type=harness.bounded_int(1, 70_000), default=10_000, help="INRs fitted at once")
@@ -929,6 +997,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.across_slots and (not args.concurrent or args.also_compiled):
             raise ConfigError("--across-slots needs --concurrent and no --also-compiled (one resumable run per "
                               "method)")
+        if args.resume and not args.across_slots:
+            raise ConfigError("--resume needs --concurrent --across-slots (only such runs leave a training state, "
+                              "and only they resume one)")
+        if args.resume:
+            check_idx(args.mnist)
+            print("\n".join(resumed_runs(args)), flush=True)
         if args.resume and not args.dry_run:
             print(f"--resume: {restore(args.resume, args.data_root)} files of {args.resume} restored into "
                   f"{args.data_root}", flush=True)

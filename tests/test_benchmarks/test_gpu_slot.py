@@ -178,11 +178,59 @@ def test_resume_restores_a_slots_archive_and_refuses_anything_else(tmp_path, mni
     stray = tmp_path / "stray.tar.gz"
     with tarfile.open(stray, "w:gz") as tar:
         tar.add(mnist, arcname="elsewhere")
-    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--resume", str(stray)) == 2
+    across = ("--device", "cpu", "--mnist", str(mnist), "--concurrent", "--across-slots")
+    assert slot(tmp_path, *across, "--resume", str(stray)) == 2
     assert "holds 'elsewhere'; valid: a slot's runs.tar.gz" in one_error_line(capsys)
     (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
-    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--resume", str(tmp_path / "broken.tar.gz")) == 2
+    assert slot(tmp_path, *across, "--resume", str(tmp_path / "broken.tar.gz")) == 2
     assert "cannot be read as a slot's runs.tar.gz" in one_error_line(capsys)
+    assert slot(tmp_path, "--device", "cpu", "--mnist", str(mnist), "--concurrent", "--resume", str(archive)) == 2
+    assert "--resume needs --concurrent --across-slots" in one_error_line(capsys)
+
+
+def test_resume_is_checked_against_the_run_this_command_plans_before_any_work(tmp_path, mnist, monkeypatch,
+                                                                             capsys):
+    from benchmarks import checkpoints
+    from benchmarks import run as harness
+    from benchmarks.checkpoints import Checkpoint
+    from benchmarks.records import config_id, run_id
+    params = gpu_slot.dataset_params
+    monkeypatch.setattr(gpu_slot, "dataset_params", lambda chunk, device: {**params(chunk, device), "steps": "50"})
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    flags = ["--mnist", str(mnist), "--data-root", str(tmp_path / "data"), "--concurrent", "--across-slots",
+             "--schedule", "constant"]
+    # the identity planned before the INRs are built is the one the harness gives the run once they are
+    here = gpu_slot.build_parser().parse_args([*flags, "--device", "cpu"])
+    planned = gpu_slot.planned_run(here, "mlp")
+    assert harness.main(gpu_slot.harness_args(here, "mlp", gpu_slot.EPOCHS)) == 0
+    [path] = gpu_slot.method_records(gpu_slot.runs_folder(here), "mlp").glob("*/seed0.json")
+    record = json.loads(path.read_text())
+    assert record["config_id"] == config_id(planned.config) and record["run_id"] == run_id(planned.config, 0)
+    # a previous slot's states: the GPU run of mlp this command plans, and one of dwsnet
+    gpu = gpu_slot.planned_run(gpu_slot.build_parser().parse_args(flags), "mlp")
+    assert gpu.config["data"]["options"]["device"] == "cuda" and gpu.config != planned.config
+    previous = tmp_path / "previous"
+    for name, config, epoch in (("mlp", gpu.config, 3), ("dwsnet", {"method": "dwsnet"}, 2)):
+        folder = gpu_slot.method_records(previous / "runs", name) / config_id(config)
+        Checkpoint.beside(folder / "seed0.json", run_id(config, 0), config).save({"epoch": epoch, "history": []})
+    archive = tmp_path / "runs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(previous / "runs", arcname="runs")
+    assert slot(tmp_path, "--dry-run", *flags, "--methods", "mlp,nfn-np", "--resume", str(archive)) == 0
+    out = capsys.readouterr().out
+    assert f"--resume: mlp resumes after epoch 3 (config {config_id(gpu.config)}, the run this command plans)" in out
+    assert "dwsnet's saved state (after epoch 2) is not trained by this command" in out
+    assert "nfn-np has no saved state" in out and "plan fits" in out
+    assert not list((tmp_path / "data").rglob("*" + checkpoints.SUFFIX))  # a dry run restores nothing
+    changed = [*flags[:-1], "cosine"]
+    assert slot(tmp_path, "--dry-run", *changed, "--methods", "mlp", "--resume", str(archive)) == 2
+    line = one_error_line(capsys)
+    assert "mlp's saved state (config" in line and "(train.schedule: constant -> cosine)" in line
+    fresh = tmp_path / "fresh"
+    assert gpu_slot.main([*changed, "--device", "cpu", "--methods", "mlp", "--resume", str(archive),
+                          "--data-root", str(fresh), "--out", str(tmp_path / "out")]) == 2
+    assert "is not the run this command plans" in one_error_line(capsys)
+    assert not (fresh / "mnist-inr").exists() and not (tmp_path / "out").exists()  # refused before any work
 
 
 def test_resume_keeps_a_training_state_that_trained_further(tmp_path, capsys):

@@ -226,6 +226,19 @@ def test_an_interrupted_run_resumes_after_its_last_epoch_with_the_uninterrupted_
     checkpoint.remove()  # nothing to remove: no error
 
 
+def test_a_state_saved_for_another_configuration_is_set_aside_naming_what_changed(tmp_path, caplog):
+    from benchmarks.checkpoints import Checkpoint
+    saved = {"train": {"epochs": 200, "schedule": "constant"}, "protocol_version": 2}
+    planned = {"train": {"epochs": 200, "schedule": "cosine"}, "protocol_version": 2}
+    Checkpoint(tmp_path / "seed0.checkpoint.pt", "run-a", saved).save({"epoch": 3})
+    assert Checkpoint(tmp_path / "seed0.checkpoint.pt", "run-a", saved).load()["config"] == saved
+    assert Checkpoint(tmp_path / "seed0.checkpoint.pt", "run-b", planned).load() is None
+    assert "belongs to another run (train.schedule: constant -> cosine)" in caplog.text
+    Checkpoint(tmp_path / "seed1.checkpoint.pt", "run-c").save({"epoch": 3})  # a state that holds no configuration
+    assert Checkpoint(tmp_path / "seed1.checkpoint.pt", "run-b", planned).load() is None
+    assert "seed1.checkpoint.pt belongs to another run; the run starts" in caplog.text
+
+
 def test_a_run_that_had_stopped_resumes_to_its_end(tmp_path, monkeypatch):
     from benchmarks.checkpoints import Checkpoint
     tr, va = splits()

@@ -142,3 +142,13 @@ def test_the_git_state_names_the_commit_and_whether_tracked_files_differ_from_it
     assert git_state(tmp_path) == (commit, False)
     (tmp_path / "code.py").write_text("x = 2\n")  # what a copied working tree on another machine looks like
     assert git_state(tmp_path) == (commit, True)
+
+
+def test_config_changes_names_every_setting_that_differs_nested_and_unset():
+    before = {"method": "ng-gnn", "train": {"epochs": 200, "schedule": "constant", "compile": True},
+              "hyperparameters": {"hidden": (64, 64)}, "protocol_version": 2}
+    after = {"method": "ng-gnn", "train": {"epochs": 200, "schedule": "cosine", "compile": True, "patience": 5},
+             "hyperparameters": {"hidden": [64, 64]}, "protocol_version": 3}
+    assert records.config_changes(before, after) == [
+        "protocol_version: 2 -> 3", "train.patience: unset -> 5", "train.schedule: constant -> cosine"]
+    assert records.config_changes(after, after) == []
