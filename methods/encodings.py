@@ -34,14 +34,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Batch
 
 from datasets.errors import UnsupportedArchitecture
 from datasets.functional import forward
 from datasets.normalisation import Normaliser
 from datasets.spec import ArchSpec
 from datasets.weights import Weights, WeightSpace, as_mixed
-from methods.graph import EDGE_TYPES, NUM_ACTIVATION_IDS, GraphConverter
+from methods.graph import EDGE_TYPES, NUM_ACTIVATION_IDS, GraphConverter, NeuralGraph
 from methods.layouts import EdgeListGraph, LayeredGraph, LayeredStructure
 
 
@@ -112,7 +111,7 @@ class ProbeFeatures(nn.Module):
                 self.points[key] = nn.Parameter(2 * torch.rand(shape) - 1)
         self.proj = nn.Sequential(nn.Linear(num_probes, dim), nn.LayerNorm(dim))
 
-    def forward(self, weights: Weights, graph: Batch, converter: GraphConverter) -> Tensor:
+    def forward(self, weights: Weights, graph: NeuralGraph, converter: GraphConverter) -> Tensor:
         """``(num_nodes, dim)`` probe features of the (unnormalised) ``weights``."""
         mixed = as_mixed(weights)
         first = self.points[_probe_key(mixed.groups[0].spec)]
@@ -174,7 +173,7 @@ class GraphEncoder(nn.Module):
         per_type = (self.edge_proj.bias + self.type_embed.weight) @ self.edge_in.weight.T + self.edge_in.bias
         return self.edge_fourier(edge_inputs(kernels, reversed_), weight, F.embedding(edge_type, per_type))
 
-    def forward(self, weights: Weights) -> tuple[Batch, Tensor, Tensor]:
+    def forward(self, weights: Weights) -> tuple[NeuralGraph, Tensor, Tensor]:
         """The edge-list layout: ``(graph, x (N, d_node), e (E, d_edge))``."""
         graph = self.converter(self.normalise(weights))
         probe = self.probes(weights, graph, self.converter) if self.probes is not None else None

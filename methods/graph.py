@@ -14,9 +14,13 @@ the authors' ``rev_edge_features``.
 
 A batch of one architecture converts without a loop over networks: the per-network index
 template is built once per architecture and cached, then offset. A ``MixedWeights`` loops
-over its architecture groups only. Graphs are laid out in batch order, so the result is a
-valid ``torch_geometric`` ``Batch`` (``batch``, ``ptr``; ``to_dense_batch`` works). Edges
-are sorted by destination: ``dst_ptr`` is their CSR pointer (segment reductions),
+over its architecture groups only. Every size comes from the templates, never from the
+data, so a compiled step converts inside its one graph (no host synchronisation). The result,
+a :class:`NeuralGraph`, holds the tensors of a ``torch_geometric`` batch laid out in batch
+order (``batch``, ``ptr``; its tensors go to ``to_dense_batch``, ``scatter`` and the like);
+:meth:`NeuralGraph.to_batch` gives the ``torch_geometric`` ``Batch`` itself (built outside
+a compiled step: dynamo loses the attributes of a ``Batch`` made in a function it inlines).
+Edges are sorted by destination: ``dst_ptr`` is their CSR pointer (segment reductions),
 ``edge_pair`` the index of each edge's reverse, ``edge_ptr`` each network's first edge.
 
 Node metadata: ``layer`` (neuron layer index), ``pos_id`` (positional-embedding id: one
@@ -29,7 +33,7 @@ network's output nodes in order when every architecture has the same output widt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +68,10 @@ class Template:
     pos_id: Tensor  # (N,)
     act_id: Tensor  # (N,)
     is_output: Tensor  # (N,) bool
+    io_nodes: Tensor  # the input neurons, then the output neurons
+    into_io: Tensor  # the sorted edges whose destination is an input or output neuron
+    from_io: Tensor  # ... whose source is one
+    from_hidden: Tensor  # ... whose source is a hidden neuron
 
     @property
     def num_edges(self) -> int:
@@ -82,6 +90,50 @@ class GraphLayout:
     row_index: Tensor = field(repr=False)
     positions: tuple[Tensor, ...] = field(repr=False)  # per group: batch positions, row order
     mixed: bool = False
+
+
+@dataclass(frozen=True)
+class NeuralGraph:
+    """A batch of neural graphs (module docstring): node features ``x (N, 1)`` (biases),
+    ``edge_index (2, E)``, ``edge_attr (E, kernel_size)``, edge and node metadata, the batch
+    vectors, and the ``layout`` that :meth:`GraphConverter.to_weights` reads back."""
+
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor
+    edge_type: Tensor
+    edge_reversed: Tensor
+    edge_pair: Tensor
+    batch: Tensor
+    ptr: Tensor
+    edge_ptr: Tensor
+    dst_ptr: Tensor
+    is_output: Tensor
+    out_nodes: Tensor | None
+    layer: Tensor
+    pos_id: Tensor
+    act_id: Tensor
+    layout: GraphLayout = field(repr=False)
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self.ptr) - 1
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.x)
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.shape[1]
+
+    def to_batch(self) -> Batch:
+        """The ``torch_geometric`` ``Batch`` of these graphs (every tensor, and ``layout``)."""
+        tensors = {k: v for k, v in asdict(self).items() if k != "layout"}
+        graph = Batch(**tensors)
+        graph.layout = self.layout
+        graph._num_graphs = self.num_graphs
+        return graph
 
 
 def _kernel(spec: ArchSpec) -> tuple[int, int]:
@@ -169,10 +221,14 @@ class GraphConverter:
         pos_id = torch.where(is_output, self.max_inputs + self.max_hidden + neuron, pos_id)
         acts = torch.tensor([INPUT_ACTIVATION] + [ACTIVATIONS.index(spec.activation_of(k))
                                                   for k in range(1, len(widths))])
+        io = (layer_of == 0) | is_output
+        src_io, dst_io = io[src_t[order]], io[dst_t[order]]
         return Template(num_nodes, torch.stack([src_t, dst_t])[:, order], etype_t[order],
                         reversed_[order], position[pair[order]], order,
                         position[:num_weight_edges], in_degree.cumsum(0) - in_degree,
-                        layer_of, pos_id, acts[layer_of], is_output)
+                        layer_of, pos_id, acts[layer_of], is_output, torch.nonzero(io).squeeze(1),
+                        torch.nonzero(dst_io).squeeze(1), torch.nonzero(src_io).squeeze(1),
+                        torch.nonzero(~src_io).squeeze(1))
 
     def padded_kernels(self, ws: WeightSpace) -> list[Tensor]:
         """Per layer ``(B, out, in, kernel_size)``: every weight as a kernel flattened after
@@ -199,8 +255,8 @@ class GraphConverter:
             parts.append(eye.expand(len(ws), joined, -1))
         return torch.cat(parts, dim=1)
 
-    def __call__(self, weights: Weights) -> Batch:
-        """Convert a batch of networks to one ``Batch`` of graphs, in batch order."""
+    def __call__(self, weights: Weights) -> NeuralGraph:
+        """Convert a batch of networks to one batch of graphs, in batch order."""
         mixed = as_mixed(weights)
         device, dtype = mixed.device, mixed.groups[0].dtype
         templates = [self.template(g.spec, device) for g in mixed.groups]
@@ -208,7 +264,9 @@ class GraphConverter:
         edges_per = torch.tensor([t.num_edges for t in templates], device=device)[mixed.group_index]
         ptr = F.pad(nodes_per.cumsum(0), (1, 0))
         edge_ptr = F.pad(edges_per.cumsum(0), (1, 0))
-        num_nodes, num_edges = int(ptr[-1]), int(edge_ptr[-1])
+        # the sizes from the groups' shapes, not from ptr: no host synchronisation (a compiled step stays one graph)
+        num_nodes = sum(len(ws) * t.num_nodes for ws, t in zip(mixed.groups, templates))
+        num_edges = sum(len(ws) * t.num_edges for ws, t in zip(mixed.groups, templates))
 
         x = torch.zeros(num_nodes, 1, device=device, dtype=dtype)
         edge_attr = torch.empty(num_edges, self.kernel_size, device=device, dtype=dtype)
@@ -220,6 +278,7 @@ class GraphConverter:
         node_meta = {k: torch.empty(num_nodes, device=device, dtype=torch.long)
                      for k in ("layer", "pos_id", "act_id")}
         is_output = torch.empty(num_nodes, device=device, dtype=torch.bool)
+        batch = torch.empty(num_nodes, device=device, dtype=torch.long)
         positions = tuple(mixed.positions(g).to(device) for g in range(len(mixed.groups)))
         for ws, t, pos in zip(mixed.groups, templates, positions):
             n = pos.numel()
@@ -240,31 +299,37 @@ class GraphConverter:
             for key, tensor in node_meta.items():
                 tensor[node_ids] = getattr(t, key).repeat(n)
             is_output[node_ids] = t.is_output.repeat(n)
+            batch[node_ids] = pos.repeat_interleave(t.num_nodes)
 
         widths_out = {g.spec.widths[-1] for g in mixed.groups}
         out_nodes = None
         if len(widths_out) == 1:
             n_out = widths_out.pop()
             out_nodes = ptr[1:, None] - n_out + torch.arange(n_out, device=device)
-        batch = torch.repeat_interleave(torch.arange(len(mixed), device=device), nodes_per)
         layout = GraphLayout(mixed.specs, mixed.group_index, mixed.row_index, positions,
                              isinstance(weights, MixedWeights))
-        graph = Batch(x=x, edge_index=edge_index, edge_attr=edge_attr, edge_type=edge_type,
-                      edge_reversed=edge_reversed, edge_pair=edge_pair, batch=batch, ptr=ptr,
-                      edge_ptr=edge_ptr, dst_ptr=dst_ptr, is_output=is_output, out_nodes=out_nodes,
-                      **node_meta)
-        graph.layout = layout
-        graph._num_graphs = len(mixed)
-        return graph
+        return NeuralGraph(x, edge_index, edge_attr, edge_type, edge_reversed, edge_pair, batch, ptr, edge_ptr,
+                           dst_ptr, is_output, out_nodes, layout=layout, **node_meta)
 
-    def node_ids(self, graph: Batch, group: int) -> Tensor:
+    def node_ids(self, graph: NeuralGraph, group: int) -> Tensor:
         """``(n_g, N)``: node indices of the networks of ``graph.layout.specs[group]``, in
         that group's row order (rows of a per-group ``(n_g, N, ...)`` tensor land there)."""
         pos = graph.layout.positions[group]
         t = self.template(graph.layout.specs[group], graph.ptr.device)
         return graph.ptr[pos][:, None] + torch.arange(t.num_nodes, device=graph.ptr.device)
 
-    def weight_edges(self, graph: Batch, group: int) -> Tensor:
+    def gather(self, graph: NeuralGraph, name: str, edges: bool = False) -> Tensor:
+        """The batch indices of the template index set ``name`` (``io_nodes``, ``into_io``,
+        ...: node indices, or edge indices with ``edges``) of every network of ``graph``,
+        group by group, each group's networks in its row order. Its size comes from the
+        templates, not from the data: no host synchronisation."""
+        parts = []
+        for g, spec in enumerate(graph.layout.specs):
+            start = (graph.edge_ptr if edges else graph.ptr)[graph.layout.positions[g]]
+            parts.append((start[:, None] + getattr(self.template(spec, start.device), name)).flatten())
+        return torch.cat(parts)
+
+    def weight_edges(self, graph: NeuralGraph, group: int) -> Tensor:
         """``(n_g, E_w)``: edge indices of the forward weight edges of the networks of
         ``graph.layout.specs[group]``, in that group's row order, layer by layer (``o``-major)."""
         pos = graph.layout.positions[group]
@@ -281,7 +346,7 @@ class GraphConverter:
             weights.append(k.reshape(k.shape[0], *layer.weight_shape).contiguous())
         return WeightSpace(spec, tuple(weights), tuple(b.contiguous() for b in biases))
 
-    def to_weights(self, graph: Batch) -> Weights:
+    def to_weights(self, graph: NeuralGraph) -> Weights:
         """Inverse of :meth:`__call__`: biases from the nodes, weights from the forward
         weight edges (residual and reversed edges are implied by the spec)."""
         layout: GraphLayout = graph.layout

@@ -12,8 +12,8 @@ reductions over its sender axis, merged across the blocks entering a layer (a di
 block into its first ``m`` receivers): no index tensor, gather or scatter
 (:class:`LayeredGraph`).
 
-:class:`EdgeListGraph` offers the same operations on a ``torch_geometric`` batch of any mix
-of architectures, as one block: the edge list ``(E, d)`` sorted by receiver, nodes
+:class:`EdgeListGraph` offers the same operations on a batch of neural graphs
+(``methods.graph.NeuralGraph``, torch_geometric's tensors) of any mix of architectures, as one block: the edge list ``(E, d)`` sorted by receiver, nodes
 ``(N, d)``. Models written against these operations compute the same function on either
 layout (up to the order of floating-point sums).
 
@@ -35,7 +35,6 @@ from itertools import accumulate
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 from torch_geometric.nn.aggr import MultiAggregation
 from torch_geometric.utils import scatter, softmax
@@ -43,7 +42,7 @@ from torch_geometric.utils import scatter, softmax
 from datasets.errors import ConfigError
 from datasets.spec import ArchSpec
 from datasets.weights import Weights, as_mixed
-from methods.graph import EDGE_TYPES
+from methods.graph import EDGE_TYPES, NeuralGraph
 
 LAYOUTS = ("auto", "layered", "sparse")
 LAYERED_AGGREGATORS = ("mean", "sum", "min", "max", "var", "std")
@@ -319,10 +318,10 @@ def _multi_aggregation(aggregators: tuple[str, ...]) -> MultiAggregation:
 
 
 class EdgeListGraph:
-    """The same operations on a ``torch_geometric`` batch from ``methods.graph`` (edges
+    """The same operations on a batch of neural graphs from ``methods.graph`` (edges
     sorted by receiver, ``dst_ptr`` their CSR pointer): one block, the edge list."""
 
-    def __init__(self, graph: Batch) -> None:
+    def __init__(self, graph: NeuralGraph) -> None:
         self.graph = graph
         self.src, self.dst = graph.edge_index
         self.num_graphs = graph.num_graphs

@@ -40,7 +40,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Batch
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from datasets.errors import ConfigError
@@ -48,6 +47,7 @@ from datasets.method_table import register_method
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import Weights, WeightSpace
 from methods.encodings import GraphEncoder, readout_dim
+from methods.graph import NeuralGraph
 from methods.graph_edit import GraphChange
 from methods.layouts import EdgeListGraph, LayeredGraph, check_layout, layered_groups
 
@@ -73,7 +73,7 @@ class AllPairsGraph:
     """All-pairs operations on ``(B, N, N, ...)`` edge tensors (one block): ``[b, i, j]`` is
     the pair receiver ``i``, sender ``j``; ``mask (B, N)`` marks real nodes."""
 
-    def __init__(self, graph: Batch, mask: Tensor) -> None:
+    def __init__(self, graph: NeuralGraph, mask: Tensor) -> None:
         self.graph, self.mask = graph, mask
 
     def receiver(self, t: Tensor, block: int = 0) -> Tensor:
@@ -247,7 +247,7 @@ class NGT(nn.Module):
             x, e = layer(x, e, ops)
         return x, e
 
-    def _densify(self, graph: Batch, x: Tensor, e: Tensor) -> tuple[AllPairsGraph, Tensor, list[Tensor]]:
+    def _densify(self, graph: NeuralGraph, x: Tensor, e: Tensor) -> tuple[AllPairsGraph, Tensor, list[Tensor]]:
         """``(B, N, d)`` nodes and ``(B, N, N, d)`` edges indexed ``[b, receiver, sender]``."""
         x, mask = to_dense_batch(x, graph.batch, batch_size=graph.num_graphs)
         flipped = graph.edge_index.flip(0)

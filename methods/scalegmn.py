@@ -87,12 +87,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Batch
 
 from datasets.method_table import register_method
 from datasets.normalisation import ChangeScale, LayerStats
@@ -100,7 +99,7 @@ from datasets.spec import ODD_ACTIVATIONS, POSITIVE_HOMOGENEOUS, ArchSpec
 from datasets.symmetry import canonical_scale, component_groups, scale_neurons
 from datasets.weight_dataset import TaskInfo
 from datasets.weights import Weights, WeightSpace, as_mixed, as_shape
-from methods.graph import EDGE_TYPES, GraphConverter
+from methods.graph import EDGE_TYPES, GraphConverter, NeuralGraph
 
 SIGN, SCALE = 1, 2  # bits of a neuron's symmetry kind
 
@@ -207,26 +206,30 @@ class Rows:
     """Which symmetry each row of a feature tensor obeys: ``sign`` / ``scale`` are ``(n, 1)``
     masks, or ``True`` / ``False`` when the answer is the same for every hidden row (input and
     output rows are never transformed, so either answer is right for them); ``io`` holds the
-    indices of the input/output rows."""
+    indices of the input/output rows, ``hidden`` those of the hidden rows where they are
+    needed. Every index set comes from the graph templates, so its size never depends on the
+    data (a compiled step stays one graph)."""
 
     sign: Mask
     scale: Mask
     io: Tensor
+    hidden: Tensor | None = None
 
-    @classmethod
-    def of(cls, kinds: Tensor, io: Tensor) -> "Rows":
-        def mask(bit: int) -> Mask:
-            has = (kinds & bit).bool()
-            hidden = has[~io]
-            if hidden.all() or not has.any():
-                return bool(hidden.all()) and hidden.numel() > 0
-            return has[:, None]
-        return cls(mask(SIGN), mask(SCALE), torch.nonzero(io).squeeze(1))
-
-    def take(self, index: Tensor, io: Tensor) -> "Rows":
-        """The rows of ``index`` (e.g. each edge's receiving node); ``io`` marks the nodes."""
+    def take(self, index: Tensor, io: Tensor, hidden: Tensor | None = None) -> "Rows":
+        """The rows of ``index`` (e.g. each edge's receiving node), whose input/output rows are
+        ``io`` and hidden rows ``hidden`` (indices into ``index``)."""
         pick = lambda m: m[index] if isinstance(m, Tensor) else m  # noqa: E731
-        return Rows(pick(self.sign), pick(self.scale), torch.nonzero(io[index]).squeeze(1))
+        return Rows(pick(self.sign), pick(self.scale), io, hidden)
+
+
+def kind_mask(kinds: Tensor, bit: int, hidden: list[tuple[int, ...]]) -> Mask:
+    """Per row whether its symmetry ``kind`` has ``bit``: ``True`` / ``False`` where every
+    hidden neuron of the batch agrees (decided from ``hidden``, the hidden neurons' kinds of
+    each architecture in the batch, so no host synchronisation), else an ``(n, 1)`` mask."""
+    every = all(kind & bit for kinds_of in hidden for kind in kinds_of)
+    if every or not any(kind & bit for kinds_of in hidden for kind in kinds_of):
+        return every and any(hidden)
+    return (kinds & bit).bool()[:, None]
 
 
 def select(mask: Mask, a: Tensor, b: Tensor) -> Tensor:
@@ -360,9 +363,8 @@ class Messages(nn.Module):
             keep = rows.io  # the edges into input/output neurons
             send, receive, e, rows = send[keep], receive[keep], e[keep], None
         elif self.receivers == "hidden":
-            into_io = torch.zeros_like(send, dtype=torch.bool).index_fill_(0, rows.io, True)
-            keep = torch.nonzero(~into_io).squeeze(1)
-            send, receive, e, rows = send[keep], receive[keep], e[keep], rows.take(keep, into_io)
+            keep = rows.hidden  # the edges into hidden neurons
+            send, receive, e, rows = send[keep], receive[keep], e[keep], rows.take(keep, keep[:0])
         v = self.lin_e(e) * self.lin_x(x).index_select(0, send)
         msg = self.fn(v, rows, None if extra is None else extra.index_select(0, send))
         return torch.zeros_like(x).index_add_(0, receive, msg.to(x.dtype))  # autocast may give bf16 messages
@@ -380,6 +382,8 @@ class ScaleGMN(nn.Module):
         self.stats = dict(info.stats)
         self.converter = GraphConverter(self.specs, reverse=False)
         self._kinds = {spec: neuron_kinds(spec) for spec in self.specs}
+        self._hidden_kinds = {spec: tuple(kinds[spec.widths[0]:len(kinds) - spec.widths[-1]].tolist())
+                              for spec, kinds in self._kinds.items()}
         signs = any(bool((kinds & SIGN).any()) for kinds in self._kinds.values())
         self.bidirectional, self.dropout, self.positions_in_mlps = bidirectional, dropout, positions_in_mlps
         self.edit = edit
@@ -434,29 +438,38 @@ class ScaleGMN(nn.Module):
         """Every architecture's networks through :meth:`normalise`."""
         return as_mixed(weights).map_groups(lambda g: self.normalise(g)[0])
 
-    def node_kinds(self, graph: Batch) -> Tensor:
+    def node_kinds(self, graph: NeuralGraph) -> Tensor:
         """``(num_nodes,)``: every neuron's symmetry kind (:func:`neuron_kinds`)."""
-        kinds = torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.ptr.device)
+        kinds = torch.zeros(len(graph.x), dtype=torch.long, device=graph.ptr.device)
         for g, spec in enumerate(graph.layout.specs):
             ids = self.converter.node_ids(graph, g)
             kinds[ids] = self._kinds[spec].to(ids.device).expand_as(ids)
         return kinds
 
-    def encode(self, graph: Batch) -> tuple[Tensor, list[Tensor], list[Direction], Rows, Tensor]:
+    def indices(self, graph: NeuralGraph, name: str, edges: bool = False) -> Tensor:
+        """The template index set ``name`` over the batch (``GraphConverter.gather``), in
+        ascending order, as for one architecture: the last layer's dropout draws and the
+        order of sums then do not depend on how a mixed batch is grouped."""
+        found = self.converter.gather(graph, name, edges)
+        return found.sort().values if len(graph.layout.specs) > 1 else found
+
+    def encode(self, graph: NeuralGraph) -> tuple[Tensor, list[Tensor], list[Direction], Rows, Tensor]:
         """Node features, per-direction edge features, the directions, the nodes' symmetry
         rows and their positional embeddings."""
         io = (graph.layer == 0) | graph.is_output
         kinds = self.node_kinds(graph)
-        rows = Rows.of(kinds, io)
+        hidden = [self._hidden_kinds[spec] for spec in graph.layout.specs]
+        rows = Rows(kind_mask(kinds, SIGN, hidden), kind_mask(kinds, SCALE, hidden), self.indices(graph, "io_nodes"))
         pos = self.node_positions(graph.pos_id)
         x = self.embed_bias(graph.x)
         x = torch.where(io[:, None], x + pos, x * pos)
         src, dst = graph.edge_index
-        directions = [Direction(src, dst, rows.take(dst, io), graph.edge_attr)]
+        edges = lambda name: self.indices(graph, name, edges=True)  # noqa: E731
+        directions = [Direction(src, dst, rows.take(dst, edges("into_io")), graph.edge_attr)]
         if self.bidirectional:
             scaled = ((kinds[src] | kinds[dst]) & SCALE).bool()[:, None]
             values = torch.where(scaled, reciprocal(graph.edge_attr), graph.edge_attr)
-            directions.append(Direction(dst, src, rows.take(src, io), values))
+            directions.append(Direction(dst, src, rows.take(src, edges("from_io"), edges("from_hidden")), values))
         edges = []
         for d in directions:
             e = self.embed_weight(d.values)
@@ -480,44 +493,48 @@ class ScaleGMN(nn.Module):
             aggregated = [m(x, e, d, extra) for m, e, d in zip(messages, edges, directions)]
             edges = [e if m.edge_update is None else m.edge_update(x, rows, e, d.send, d.receive)
                      for m, e, d in zip(messages, edges, directions)]
-            h = torch.cat([x, *aggregated], dim=-1)
+            if i == last and not self.edit:  # only the input/output neurons are read from here on
+                x, aggregated = x[rows.io], [a[rows.io] for a in aggregated]
+            h = torch.cat([x, *aggregated], dim=-1)  # (gathered before the cat: inductor miscompiled h[rows.io])
             if self.edit and i == last:
                 return self.change(graph, update(h, rows, extra), edges[0], factors)
-            if i < last:
-                new = update(h, rows, extra)
-            else:  # only the input/output neurons are read from here on
-                x, h = x[rows.io], h[rows.io]
-                new = update(h, None, None if extra is None else extra[rows.io])
+            new = update(h, rows, extra) if i < last else update(h, None, None if extra is None else extra[rows.io])
             x = new + self.skips[i](x) if self.skips is not None else new
             x = F.dropout(x, self.dropout, self.training)
         return self.head(self.readout(x, rows.io, graph))
 
-    def change(self, graph: Batch, nodes: Tensor, edges: Tensor, factors: dict[int, Tensor]) -> WeightSpace:
+    def change(self, graph: NeuralGraph, nodes: Tensor, edges: Tensor, factors: dict[int, Tensor]) -> WeightSpace:
         """The weight change read from one feature per node (the bias change: it scales as
         the bias) and ``kernel_size`` per forward edge (the weight change: it scales as the
         weight), as the converter reads weights back, and mapped back from the canonical
         scale (``factors``); the graph's features are replaced."""
-        graph.x, graph.edge_attr = nodes, edges
+        graph = replace(graph, x=nodes, edge_attr=edges)
         change = self.scale(as_shape(self.converter.to_weights(graph), self.spec))
         return scale_neurons(change, {k: 1 / f for k, f in factors.items()})
 
-    def readout(self, x: Tensor, nodes: Tensor, graph: Batch) -> Tensor:
+    def readout(self, x: Tensor, nodes: Tensor, graph: NeuralGraph) -> Tensor:
         """From the features ``x`` of the input/output neurons ``nodes``: the output neurons'
         by output index (zeros where a network has fewer), flattened; ScaleGMN-B also the
         input neurons', each projected."""
-        offset = self.converter.max_inputs + self.converter.max_hidden
-        out = self._slots(x, nodes, graph, graph.is_output, graph.pos_id - offset, self.converter.max_outputs)
+        full = x.new_zeros(graph.num_nodes, x.shape[-1]).index_put((nodes,), x)
+        out = self._slots(full, graph, inputs=False, size=self.converter.max_outputs)
         if not self.bidirectional:
             return out
-        inp = self._slots(x, nodes, graph, graph.layer == 0, graph.pos_id, self.converter.max_inputs)
+        inp = self._slots(full, graph, inputs=True, size=self.converter.max_inputs)
         return torch.cat([self.project_out(out), self.project_in(inp)], dim=-1)
 
     @staticmethod
-    def _slots(x: Tensor, nodes: Tensor, graph: Batch, mask: Tensor, slot: Tensor, size: int) -> Tensor:
-        pick = torch.nonzero(mask[nodes]).squeeze(1)
-        node = nodes[pick]
-        dense = x.new_zeros(graph.num_graphs, size, x.shape[-1])
-        return dense.index_put((graph.batch[node], slot[node]), x[pick]).flatten(1)
+    def _slots(full: Tensor, graph: NeuralGraph, inputs: bool, size: int) -> Tensor:
+        """``(B, size * dim)``: each network's input (or output) neurons' rows of the node
+        features ``full``, in neuron order, zero-padded to ``size``; indexed by architecture
+        (sizes from the specs, not from the data)."""
+        dense = full.new_zeros(graph.num_graphs, size, full.shape[-1])
+        for spec, pos in zip(graph.layout.specs, graph.layout.positions):
+            count = spec.widths[0] if inputs else spec.widths[-1]
+            first = graph.ptr[pos] + (0 if inputs else sum(spec.widths) - count)
+            slots = torch.arange(count, device=full.device)
+            dense = dense.index_put((pos[:, None], slots), full[first[:, None] + slots])
+        return dense.flatten(1)
 
 
 def _register(name: str, bidirectional: bool, weight_decay: float, version: int) -> None:

@@ -4,7 +4,9 @@ mixed architectures, positional ids, and probe features equal to functional eval
 from __future__ import annotations
 
 import torch
+from torch_geometric.data import Batch
 from torch_geometric.index import index2ptr
+from torch_geometric.utils import to_dense_batch
 from weight_batches import random_weights
 
 from datasets.functional import forward
@@ -41,6 +43,17 @@ def test_siren_graph_has_one_node_per_neuron_and_one_edge_per_weight():
     assert (graph.x[graph.layer == 0] == 0).all()  # inputs have no bias
     assert graph.is_output.sum() == 4 and torch.equal(graph.out_nodes.flatten(), torch.nonzero(graph.is_output).flatten())
     assert converter.template(spec) is converter.template(spec)  # built once, cached
+
+
+def test_the_graphs_are_a_torch_geometric_batch_in_batch_order():
+    graph = GraphConverter([CNN_RES, MLP10])(mixed_batch())
+    batch = graph.to_batch()
+    assert isinstance(batch, Batch) and batch.num_graphs == 5 and batch.layout is graph.layout
+    assert batch.num_nodes == graph.num_nodes and torch.equal(batch.edge_index, graph.edge_index)
+    dense, mask = to_dense_batch(batch.x, batch.batch)
+    nodes = [GraphConverter([CNN_RES, MLP10]).template(s).num_nodes for s in (MLP10, CNN_RES, MLP10, CNN_RES, CNN_RES)]
+    assert mask.sum(1).tolist() == nodes  # networks 3, 0, 4, 1, 2 of mixed_batch, in batch order
+    assert torch.equal(dense[mask], batch.x)
 
 
 def test_edges_sorted_by_destination_pair_reversed_and_share_their_weight():
@@ -168,3 +181,22 @@ def test_probe_features_land_on_their_neurons_in_a_mixed_batch():
         key = ("conv" if group.spec.is_conv else "mlp") + str(group.spec.widths[0])
         expected = probe_values(group, probes.points[key])
         assert torch.equal(features[converter.node_ids(graph, g)], expected)
+
+
+def test_gathered_index_sets_are_the_ones_the_data_gives():
+    converter = GraphConverter([CNN_RES, MLP10])
+    graph = converter(mixed_batch())
+    io = (graph.layer == 0) | graph.is_output
+    src, dst = graph.edge_index
+
+    def same(found, mask):
+        assert torch.equal(found.sort().values, torch.nonzero(mask).squeeze(1)) and len(found.unique()) == len(found)
+
+    same(converter.gather(graph, "io_nodes"), io)
+    same(converter.gather(graph, "into_io", edges=True), io[dst])
+    same(converter.gather(graph, "from_io", edges=True), io[src])
+    same(converter.gather(graph, "from_hidden", edges=True), ~io[src])
+    # group by group (CNN_RES first), rows in order: the first is network 1 of the batch, its input, then its outputs
+    assert graph.layout.specs[0] == CNN_RES and graph.layout.positions[0][0] == 1
+    first = converter.gather(graph, "io_nodes")[:CNN_RES.widths[0] + CNN_RES.widths[-1]]
+    assert torch.equal(first, torch.cat([graph.ptr[1:2], graph.ptr[2] - 10 + torch.arange(10)]))
