@@ -440,7 +440,7 @@ class ScaleGMN(nn.Module):
 
     def node_kinds(self, graph: NeuralGraph) -> Tensor:
         """``(num_nodes,)``: every neuron's symmetry kind (:func:`neuron_kinds`)."""
-        kinds = torch.zeros(len(graph.x), dtype=torch.long, device=graph.ptr.device)
+        kinds = torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.ptr.device)
         for g, spec in enumerate(graph.layout.specs):
             ids = self.converter.node_ids(graph, g)
             kinds[ids] = self._kinds[spec].to(ids.device).expand_as(ids)
