@@ -40,6 +40,16 @@ def read_state(path: Path) -> dict | None:
     return state if isinstance(state, dict) else None
 
 
+def changed_settings(state: dict, config: RunConfig | None) -> str:
+    """What of ``config`` differs from the configuration ``state`` was saved for, as a clause
+    (empty where either is missing)."""
+    saved = state.get("config")
+    if not isinstance(saved, dict) or config is None:
+        return ""
+    changes = config_changes(saved, config)
+    return f" ({'; '.join(changes)})" if changes else " (the same configuration, another seed)"
+
+
 @dataclass
 class Checkpoint:
     """Where one run keeps its training state, and the run's identity: ``key`` (its run id)
@@ -73,18 +83,9 @@ class Checkpoint:
             return None
         if state.get("key") != self.key:
             log.warning("warning: %s belongs to another run%s; the run starts from its first epoch", self.path,
-                        self.changes_from(state))
+                        changed_settings(state, self.config))
             return None
         return state
-
-    def changes_from(self, state: dict) -> str:
-        """What of this run's configuration differs from the one ``state`` was saved for, as a
-        clause (empty where the state holds none)."""
-        saved = state.get("config")
-        if not isinstance(saved, dict) or self.config is None:
-            return ""
-        changes = config_changes(saved, self.config)
-        return f" ({'; '.join(changes)})" if changes else " (the same configuration, another seed)"
 
     def remove(self) -> None:
         if self.path.exists():

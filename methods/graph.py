@@ -33,7 +33,7 @@ network's output nodes in order when every architecture has the same output widt
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -129,8 +129,7 @@ class NeuralGraph:
 
     def to_batch(self) -> Batch:
         """The ``torch_geometric`` ``Batch`` of these graphs (every tensor, and ``layout``)."""
-        tensors = {k: v for k, v in asdict(self).items() if k != "layout"}
-        graph = Batch(**tensors)
+        graph = Batch(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "layout"})
         graph.layout = self.layout
         graph._num_graphs = self.num_graphs
         return graph

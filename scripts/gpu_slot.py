@@ -857,7 +857,7 @@ def resumed_runs(args: argparse.Namespace) -> list[str]:
                 lines.append(f"--resume: {name} resumes after epoch {state['epoch']} (config "
                              f"{config_id(planned.config)}, the run this command plans)")
             else:
-                changes = checkpoints.Checkpoint(path, "", planned.config).changes_from(state)
+                changes = checkpoints.changed_settings(state, planned.config)
                 problems.append(f"{saved} is not the run this command plans (config {config_id(planned.config)})"
                                 f"{changes or ' (the state does not say what changed)'}")
     if problems:
