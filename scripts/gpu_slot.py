@@ -265,18 +265,29 @@ def dataset_params(chunk: int, device: str) -> dict[str, str]:
     return {"chunk": str(chunk), "compile": "0", FIT_DEVICE_OPTION: device}
 
 
-def travel_bytes(carried: list[Path]) -> tuple[int, int]:
-    """Bytes and count of what a ``run`` sends: the repository's tracked and untracked
-    not-ignored files, plus the ``carried`` files not among them."""
+def travelling(carried: list[Path], untracked: bool = True) -> dict[Path, int]:
+    """Bytes of each file a ``run`` sends: the repository's tracked and (with ``untracked``)
+    untracked not-ignored files, plus the ``carried`` files not among them."""
+    others = ["--others", "--exclude-standard"] if untracked else []
     try:
-        listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+        listing = subprocess.run(["git", "ls-files", "-z", "--cached", *others], cwd=REPO,
                                  capture_output=True, check=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise ConfigError(f"cannot list the repository's files in {REPO} (git ls-files: {err})") from None
     files = {(REPO / name).resolve() for name in listing.decode().split("\0") if name}
     files |= {path.resolve() for path in carried}
-    present = [path for path in files if path.is_file()]
-    return sum(path.stat().st_size for path in present), len(present)
+    return {path: path.stat().st_size for path in files if path.is_file()}
+
+
+def largest_entries(sizes: dict[Path, int], count: int = 3) -> list[tuple[str, int]]:
+    """The ``count`` largest top-level entries of the repository among ``sizes`` (a folder
+    counts all its files; a file outside the repository is named by its path)."""
+    totals: dict[str, int] = {}
+    for path, size in sizes.items():
+        name = (path.relative_to(REPO).parts[0] + ("/" if len(path.relative_to(REPO).parts) > 1 else "")
+                if path.is_relative_to(REPO) else str(path))
+        totals[name] = totals.get(name, 0) + size
+    return sorted(totals.items(), key=lambda item: -item[1])[:count]
 
 
 # ---------------------------------------------------------------- measurements
@@ -550,13 +561,19 @@ def travel_report(mnist: Path) -> tuple[str, list[str]]:
     """What a ``run`` sends (the repository's files, the IDX files, wheels in .whl/) and what
     it must carry, in one line; and the problems (too large, wheels missing)."""
     wheels = sorted((REPO / ".whl").glob("*.whl"))
-    total, count = travel_bytes([mnist / name for name in MNIST_FILES] + wheels)
+    sizes = travelling([mnist / name for name in MNIST_FILES] + wheels)
+    total, count = sum(sizes.values()), len(sizes)
     carry = [".slot", ".whl"] if wheels else [".slot"]
     lacking = wheels_to_carry()
     line = (f"travel: {count} files, {mib(total)} of {mib(TRAVEL_BYTES)} (repository files, the IDX files"
             f"{', .whl/' if wheels else ''}); carry {json.dumps(carry)}; Python distributions the code imports: "
             f"{'all on the H200 image' if not lacking else 'the H200 image lacks ' + ', '.join(lacking)}")
-    problems = [f"{mib(total)} would travel, more than {mib(TRAVEL_BYTES)}"] if total > TRAVEL_BYTES else []
+    problems = []
+    if total > TRAVEL_BYTES:
+        largest = ", ".join(f"{name} {mib(size)}" for name, size in largest_entries(sizes))
+        problems.append(f"{mib(total)} would travel, more than {mib(TRAVEL_BYTES)} (largest: {largest}; an "
+                        f"untracked folder that git does not ignore, a virtualenv say, travels too: move it out "
+                        f"of the repository or add it to .gitignore)")
     if lacking and not wheels:
         problems.append(f"the H200 image lacks {', '.join(lacking)}: put their wheels in .whl/")
     return line, problems

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import tarfile
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ def mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_mnist_idx(folder)
     monkeypatch.setattr(gpu_slot, "MNIST_FILES", {
         p.name: (p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest()) for p in folder.iterdir()})
+    # the plan of the repository's files, not of this checkout's untracked ones (a virtualenv in the clone)
+    monkeypatch.setattr(gpu_slot, "travelling", partial(gpu_slot.travelling, untracked=False))
     return folder
 
 
@@ -74,6 +77,17 @@ def test_a_plan_that_does_not_fit_is_refused_in_one_line(tmp_path, mnist, capsys
     assert slot(tmp_path, "--dry-run", "--mnist", str(mnist), "--methods", "mlp", "--extra", "",
                 "--budget", "60") == 2
     assert "the plan does not fit" in one_error_line(capsys)
+
+
+def test_too_much_to_travel_is_refused_naming_the_largest_entries(tmp_path, mnist, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_slot, "TRAVEL_BYTES", 2**20)
+    assert slot(tmp_path, "--dry-run", "--mnist", str(mnist)) == 2
+    line = one_error_line(capsys)
+    assert "would travel, more than 1.0 MiB (largest: " in line and "add it to .gitignore" in line
+    repo = gpu_slot.REPO
+    sizes = {repo / "README.md": 5, repo / "methods" / "graph.py": 7, repo / "methods" / "ng_t.py": 3,
+             Path("/elsewhere/x.gz"): 20}
+    assert gpu_slot.largest_entries(sizes) == [("/elsewhere/x.gz", 20), ("methods/", 10), ("README.md", 5)]
 
 
 def test_a_missing_idx_folder_is_refused_in_one_line(tmp_path, capsys):
