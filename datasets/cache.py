@@ -71,6 +71,8 @@ def load_split(path: Path) -> Split:
                   for g, spec in enumerate(specs)]
         weights = (MixedWeights(tuple(groups), tensors["group_index"], tensors["row_index"])
                    if meta.get("mixed") == "True" else groups[0])
+        if isinstance(weights, MixedWeights):
+            weights.check_rows()
         extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
         return Split(weights, tensors["targets"], extras)
     except (SafetensorError, OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:

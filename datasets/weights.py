@@ -149,11 +149,32 @@ class MixedWeights:
         return cls(tuple(groups), gi, ri)
 
     def positions(self, group: int) -> Tensor:
-        """Batch positions of the rows of ``groups[group]``, in that group's row order."""
-        if len(self.groups) == 1:  # every row: no data-dependent shape (compiles without a break)
-            return torch.argsort(self.row_index)
-        pos = torch.nonzero(self.group_index == group).squeeze(1)
-        return pos[torch.argsort(self.row_index[pos])]
+        """Batch positions of the rows of ``groups[group]``, in that group's row order. The
+        batch sorted by (group, row) holds each group's rows together, in row order, so the
+        group's slice of that order is its positions: sizes come from the groups' shapes,
+        never from the data (no host synchronisation; it compiles without a graph break)."""
+        order = torch.argsort(self.group_index * len(self) + self.row_index)
+        start = sum(len(g) for g in self.groups[:group])
+        return order[start:start + len(self.groups[group])]
+
+    def only(self, groups: Sequence[int]) -> tuple[Tensor, "MixedWeights"]:
+        """The rows of ``groups`` (indices into :attr:`groups`, ascending): their batch
+        positions, ascending, and those rows as a batch in the same order. Sizes come from
+        the groups' shapes (no host synchronisation, unlike indexing the batch)."""
+        positions = torch.cat([self.positions(g) for g in groups]).sort().values
+        renumber = torch.full((len(self.groups),), -1, dtype=torch.long)
+        renumber[list(groups)] = torch.arange(len(groups))
+        group_index = renumber.to(self.group_index.device)[self.group_index[positions]]
+        return positions, MixedWeights(tuple(self.groups[g] for g in groups), group_index, self.row_index[positions])
+
+    def check_rows(self) -> None:
+        """``ValueError`` unless every row of every group is in the batch exactly once (what
+        :meth:`positions` relies on; for batches read from files)."""
+        expected = torch.cat([g * len(self) + torch.arange(len(ws)) for g, ws in enumerate(self.groups)])
+        if len(self) != len(expected) or not torch.equal(torch.sort(self.group_index * len(self) + self.row_index).values,
+                                                         expected.to(self.group_index.device)):
+            raise ValueError(f"the batch's group_index / row_index do not hold every row of its "
+                             f"{len(self.groups)} group(s) ({[len(g) for g in self.groups]} rows) exactly once")
 
     def __getitem__(self, index: Index) -> "MixedWeights":
         if isinstance(index, int):

@@ -213,10 +213,9 @@ class GraphEncoder(nn.Module):
             return body(*self.layered(weights))
         parts = [(weights.positions(g), body(*self.layered(ws)))
                  for g, ws in enumerate(weights.groups) if layered[g]]
-        rest = [weights.positions(g) for g, flag in enumerate(layered) if not flag]
-        if rest:
-            rest = torch.cat(rest).sort().values
-            graph, x, e = self(weights[rest])
+        if not all(layered):
+            rest, others = weights.only([g for g, flag in enumerate(layered) if not flag])
+            graph, x, e = self(others)
             parts.append((rest, body(EdgeListGraph(graph), x, [e])))
         out = parts[0][1].new_empty((len(weights), *parts[0][1].shape[1:]))
         for positions, features in parts:

@@ -312,9 +312,16 @@ class LayeredGraph:
         return x.mean(dim=1)
 
 
-@cache
-def _multi_aggregation(aggregators: tuple[str, ...]) -> MultiAggregation:
-    return MultiAggregation(list(aggregators))
+_AGGREGATIONS: dict[tuple[str, ...], MultiAggregation] = {}
+
+
+def edge_list_aggregation(aggregators: tuple[str, ...]) -> MultiAggregation:
+    """``torch_geometric``'s aggregation of ``aggregators`` (no parameters), built once.
+    A model calls it when it is built, so that a compiled forward finds the module in place
+    (dynamo would trace its construction, which breaks the graph)."""
+    if aggregators not in _AGGREGATIONS:
+        _AGGREGATIONS[aggregators] = MultiAggregation(list(aggregators))
+    return _AGGREGATIONS[aggregators]
 
 
 class EdgeListGraph:
@@ -337,7 +344,7 @@ class EdgeListGraph:
 
     def aggregate(self, messages: list[Tensor], aggregators: tuple[str, ...]) -> Tensor:
         """``(N, len(aggregators) * d)`` by segment reductions over ``dst_ptr``."""
-        return _multi_aggregation(tuple(aggregators))(messages[0], ptr=self.graph.dst_ptr,
+        return edge_list_aggregation(tuple(aggregators))(messages[0], ptr=self.graph.dst_ptr,
                                                       dim_size=self.graph.num_nodes, dim=0)
 
     def attend(self, scores: list[Tensor], values: list[Tensor]) -> Tensor:

@@ -49,7 +49,8 @@ from datasets.weights import Weights, WeightSpace
 from methods.encodings import GraphEncoder, readout_dim
 from methods.graph_edit import GraphChange
 from methods.graph import degree_histogram
-from methods.layouts import LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, check_layout, layered_groups
+from methods.layouts import (LAYERED_AGGREGATORS, EdgeListGraph, LayeredGraph, check_layout, edge_list_aggregation,
+                             layered_groups)
 
 COMMON = {"aggregators": ("mean", "min", "max", "std"), "scalers": ("identity", "amplification"),
           "sigma": 3.0, "readout": "output", "probes": 0, "probe_size": 16, "layout": "auto"}
@@ -92,6 +93,7 @@ class FiLMPNAConv(nn.Module):
                  scalers: tuple[str, ...], deg: Tensor) -> None:
         super().__init__()
         self.aggregators = tuple(aggregators)
+        edge_list_aggregation(self.aggregators)  # built before any compiled forward
         self.scalers = DegreeScalers(scalers, deg)
         self.film = nn.Linear(edge_dim, 2 * dim)
         self.pre_i = nn.Linear(dim, dim)

@@ -298,7 +298,11 @@ class Equivariant(nn.Module):
         gate = self.phi(with_extra(self.inv(x, rows), extra))
         if self.phi_io is not None:
             io = rows.io
-            gate = gate.index_put((io,), self.phi_io(with_extra(x[io], None if extra is None else extra[io])))
+            gate_io = self.phi_io(with_extra(x[io], None if extra is None else extra[io]))
+            # selected by a mask, not written over ``gate`` with index_put: inductor (torch 2.13,
+            # CPU) miscompiled rows gathered downstream of the latter in a training graph
+            on_io = torch.zeros(len(x), 1, dtype=torch.bool, device=x.device).index_fill(0, io, True)
+            gate = torch.where(on_io, gate.new_zeros(gate.shape).index_put((io,), gate_io), gate)
         return self.lin(x) * gate
 
 

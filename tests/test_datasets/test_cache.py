@@ -82,6 +82,16 @@ def test_a_damaged_split_or_another_recipe_is_not_used(tmp_path, caplog):
     assert "val.safetensors: missing or damaged" in caplog.text and "rebuilding" in caplog.text
 
 
+def test_a_mixed_split_whose_rows_are_not_each_held_once_is_a_cache_error(tmp_path):
+    a = WeightSpace.from_flat(mlp_spec([2, 4, 1]), torch.randn(3, 17))
+    b = WeightSpace.from_flat(mlp_spec([2, 3, 3, 1]), torch.randn(2, 25))
+    mixed = MixedWeights.from_groups([a, b])
+    save_split(tmp_path / "s.safetensors", Split(MixedWeights(mixed.groups, mixed.group_index,
+                                                              torch.tensor([0, 0, 2, 0, 1])), torch.rand(5)))
+    with pytest.raises(CacheError, match="s.safetensors: unreadable cache file .*exactly once"):
+        load_split(tmp_path / "s.safetensors")
+
+
 def test_unreadable_split_file_is_a_cache_error(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(CacheError, match="x.safetensors: unreadable cache file"):

@@ -79,3 +79,39 @@ def test_mixed_weights_keep_rows_aligned():
     assert len(joined) == 8 and len(joined.groups) == 2
     assert torch.equal(joined.apply(lambda g: g.flatten()[:, :1])[:3], expected)
     assert len(as_mixed(a).groups) == 1
+
+
+def interleaved(seed: int) -> MixedWeights:
+    """Three architectures (one of them empty after the pick), rows in a random order."""
+    g = torch.Generator().manual_seed(seed)
+    groups = [random_ws(mlp_spec([2, 4, 1]), 4, 1), random_ws(mlp_spec([2, 8, 8, 1]), 3, 2),
+              random_ws(mlp_spec([3, 2]), 5, 3)]
+    return MixedWeights.from_groups(groups)[torch.randperm(12, generator=g)[:9]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_positions_and_only_find_each_groups_rows_from_the_groups_sizes(seed):
+    mixed = interleaved(seed)
+    for g in range(len(mixed.groups)):  # the definition: where the group's rows are, in row order
+        where = torch.nonzero(mixed.group_index == g).squeeze(1)
+        assert torch.equal(mixed.positions(g), where[torch.argsort(mixed.row_index[where])])
+    first = lambda ws: ws.flatten()[:, :1]  # noqa: E731  (a row's first parameter identifies it)
+    for chosen in ([0], [1, 2], [0, 2], list(range(len(mixed.groups)))):
+        positions, sub = mixed.only(chosen)
+        expected = torch.cat([torch.nonzero(mixed.group_index == g).squeeze(1) for g in chosen]).sort().values
+        assert torch.equal(positions, expected)
+        assert sub.specs == tuple(mixed.groups[g].spec for g in chosen)
+        assert torch.equal(sub.apply(first), mixed.apply(first)[positions])
+        sub.check_rows()
+
+
+def test_a_batch_that_does_not_hold_each_row_once_is_refused():
+    mixed = interleaved(0)
+    mixed.check_rows()
+    first, second = mixed.positions(0)[:2]  # group 0's rows 0 and 1: row 0 twice, row 1 missing
+    twice = MixedWeights(mixed.groups, mixed.group_index, mixed.row_index.clone().index_fill(0, second, 0))
+    assert mixed.row_index[first] == 0
+    short = MixedWeights(mixed.groups, mixed.group_index[1:], mixed.row_index[1:])
+    for bad in (twice, short):
+        with pytest.raises(ValueError, match=r"do not hold every row of its 3 group\(s\) \(\[\d, \d, \d\] rows\) exactly once"):
+            bad.check_rows()
