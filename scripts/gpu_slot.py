@@ -40,7 +40,8 @@ that archive with ``--resume`` (copy it into ``.slot/`` and carry it), unpacks i
 uninterrupted run gives; the record comes from the slot that finishes. Before any work (and in
 the dry run), each saved state is checked against the identity of the run the command plans
 (known from the recipe and the IDX files before the INRs are built): a state saved for other
-settings is refused in one line naming them, since that run would start over. Every slot
+settings is refused in one line naming them, since that run would start over, and so is one
+whose weights or optimiser state do not load into the model this code builds. Every slot
 rebuilds the INRs with the same recipe (same fingerprint; a GPU's float rounding may differ
 between builds).
 A second command on a still-warm machine finds the INRs and the saved states in ``--data-root``
@@ -868,28 +869,36 @@ def resumed_runs(args: argparse.Namespace) -> list[str]:
                 lines.append(f"--resume: {name}'s saved state (after epoch {state.get('epoch')}) is not trained by "
                              f"this command (--methods {','.join(args.methods)})")
                 continue
-            planned = planned_run(args, name)
+            planned, task = planned_run(args, name)
             saved = f"{name}'s saved state (config {path.parent.name}, after epoch {state.get('epoch')})"
             if state.get("key") == run_id(planned.config, args.seed):
+                unfit = load_failure(state, planned, task)
+                if unfit:
+                    problems.append(f"{saved} does not load into the model this code builds for it ({unfit}): "
+                                    f"the run would fail on resuming; a change of the method's code needs a new "
+                                    f"method version")
+                    continue
                 lines.append(f"--resume: {name} resumes after epoch {state['epoch']} (config "
                              f"{config_id(planned.config)}, the run this command plans)")
             else:
                 changes = checkpoints.changed_settings(state, planned.config)
                 problems.append(f"{saved} is not the run this command plans (config {config_id(planned.config)})"
-                                f"{changes or ' (the state does not say what changed)'}")
+                                f"{changes or ' (the state does not say what changed)'}: such a run would start "
+                                f"from its first epoch; give the settings the state was saved with, or leave out "
+                                f"--resume")
     if problems:
-        raise ConfigError(f"--resume {args.resume}: " + "; ".join(problems) + "; such a run would start from its "
-                          "first epoch: give the settings the state was saved with, or leave out --resume")
+        raise ConfigError(f"--resume {args.resume}: " + "; ".join(problems))
     return lines + [f"--resume: {name} has no saved state in {args.resume}: it trains from its first epoch"
                     for name in args.methods if name not in states]
 
 
-def planned_run(args: argparse.Namespace, name: str) -> Planned:
+def planned_run(args: argparse.Namespace, name: str) -> tuple[Planned, TaskInfo]:
     """The identity of ``name``'s run in this command (``--across-slots``: no time limit), as
     the harness will plan it once the INRs are built (``benchmarks.runner.identify``), known
-    before: the fingerprint comes from the recipe and the IDX files. Planned on this machine,
-    which may lack CUDA: the training device is not part of a run's identity, and the fitting
-    device, a dataset option, is given back to the spec unchecked (the GPU's harness checks it)."""
+    before: the fingerprint comes from the recipe and the IDX files; and the task its method is
+    built for (without the training split's statistics). Planned on this machine, which may
+    lack CUDA: the training device is not part of a run's identity, and the fitting device, a
+    dataset option, is given back to the spec unchecked (the GPU's harness checks it)."""
     config = harness.config_from(harness.build_parser().parse_args(harness_args(args, name, EPOCHS, args.compile)))
     plan = resolve(replace(config, device="cpu", dataset_options={**config.dataset_options, FIT_DEVICE_OPTION: "cpu"}))
     spec = spec_for(plan, DATASET, name, args.seed, EPOCHS)
@@ -897,7 +906,27 @@ def planned_run(args: argparse.Namespace, name: str) -> Planned:
     info, source = DATASETS[DATASET].info, DATASETS[DATASET].open(plan.load)
     recipe = SirenRecipe.of(source.config)
     task = TaskInfo((siren_spec(recipe.hidden, recipe.depth, 2, 1, recipe.omega),), info.out_dim, info.task)
-    return identify(spec, source.fingerprint(), info.version, task)
+    return identify(spec, source.fingerprint(), info.version, task), task
+
+
+def load_failure(state: dict, planned: Planned, task: TaskInfo) -> str:
+    """Why a saved training state's weights (the last and the best) and optimiser state would
+    not load into the model this code builds for ``planned`` (strict, as the harness loads
+    them), in one clause; ``""`` if they load. The identity covers the method's version, not
+    its code: a renamed or resized parameter shows here, not after the INRs are rebuilt."""
+    spec = planned.spec
+    model = build_method(spec.method, task, profile=spec.model_profile, **dict(spec.method_options))
+    try:
+        for weights in (state["model"], state["best_state"]):
+            if weights is not None:
+                model.load_state_dict(weights)
+        torch.optim.AdamW(model.parameters()).load_state_dict(state["optimiser"])
+    except KeyError as err:
+        return f"it holds no {err}"
+    except (RuntimeError, ValueError) as err:
+        message = " ".join(str(err).split())
+        return message if len(message) <= 300 else message[:297] + "..."
+    return ""
 
 
 def place(path: Path, target: Path) -> bool:
@@ -980,7 +1009,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs.tar.gz for --resume in the next slot (the record comes from the slot that finishes)")
     p.add_argument("--resume", type=Path, metavar="ARCHIVE",
                    help="with --across-slots: a previous slot's runs.tar.gz; each saved training state is checked "
-                        "against the run this command plans (refused, naming the changed settings, if another), "
+                        "against the run this command plans (refused, naming the changed settings, if another) "
+                        "and loaded into its model (refused if it does not load), "
                         "then its records and states are unpacked into --data-root (a state there that trained "
                         "further is kept), so its killed runs resume after their last epoch")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tarfile
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 from inr_files import write_mnist_idx
 
+from datasets.method_table import build_method
 from datasets.sources.dwsnets_inr import DwsnetsInr
 from scripts import gpu_slot
 
@@ -215,21 +217,30 @@ def test_resume_is_checked_against_the_run_this_command_plans_before_any_work(tm
              "--schedule", "constant"]
     # the identity planned before the INRs are built is the one the harness gives the run once they are
     here = gpu_slot.build_parser().parse_args([*flags, "--device", "cpu"])
-    planned = gpu_slot.planned_run(here, "mlp")
+    planned, task = gpu_slot.planned_run(here, "mlp")
     assert harness.main(gpu_slot.harness_args(here, "mlp", gpu_slot.EPOCHS)) == 0
     [path] = gpu_slot.method_records(gpu_slot.runs_folder(here), "mlp").glob("*/seed0.json")
     record = json.loads(path.read_text())
     assert record["config_id"] == config_id(planned.config) and record["run_id"] == run_id(planned.config, 0)
     # a previous slot's states: the GPU run of mlp this command plans, and one of dwsnet
-    gpu = gpu_slot.planned_run(gpu_slot.build_parser().parse_args(flags), "mlp")
+    gpu, _ = gpu_slot.planned_run(gpu_slot.build_parser().parse_args(flags), "mlp")
     assert gpu.config["data"]["options"]["device"] == "cuda" and gpu.config != planned.config
-    previous = tmp_path / "previous"
-    for name, config, epoch in (("mlp", gpu.config, 3), ("dwsnet", {"method": "dwsnet"}, 2)):
-        folder = gpu_slot.method_records(previous / "runs", name) / config_id(config)
-        Checkpoint.beside(folder / "seed0.json", run_id(config, 0), config).save({"epoch": epoch, "history": []})
-    archive = tmp_path / "runs.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(previous / "runs", arcname="runs")
+    model = build_method("mlp", task, profile="paper")
+    weights = {"model": model.state_dict(), "best_state": model.state_dict(),
+               "optimiser": torch.optim.AdamW(model.parameters()).state_dict()}
+
+    def archive_of(states: dict) -> Path:
+        previous = tmp_path / "previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        for name, (config, epoch, saved) in states.items():
+            folder = gpu_slot.method_records(previous / "runs", name) / config_id(config)
+            Checkpoint.beside(folder / "seed0.json", run_id(config, 0), config).save(
+                {"epoch": epoch, "history": [], **saved})
+        with tarfile.open(tmp_path / "runs.tar.gz", "w:gz") as tar:
+            tar.add(previous / "runs", arcname="runs")
+        return tmp_path / "runs.tar.gz"
+
+    archive = archive_of({"mlp": (gpu.config, 3, weights), "dwsnet": ({"method": "dwsnet"}, 2, {})})
     assert slot(tmp_path, "--dry-run", *flags, "--methods", "mlp,nfn-np", "--resume", str(archive)) == 0
     out = capsys.readouterr().out
     assert f"--resume: mlp resumes after epoch 3 (config {config_id(gpu.config)}, the run this command plans)" in out
@@ -245,6 +256,13 @@ def test_resume_is_checked_against_the_run_this_command_plans_before_any_work(tm
                           "--data-root", str(fresh), "--out", str(tmp_path / "out")]) == 2
     assert "is not the run this command plans" in one_error_line(capsys)
     assert not (fresh / "mnist-inr").exists() and not (tmp_path / "out").exists()  # refused before any work
+    # the same identity, but weights this code's model does not have (a parameter renamed without a new version)
+    renamed = {**weights, "model": {k.replace("0.weight", "first.weight"): v for k, v in weights["model"].items()}}
+    archive = archive_of({"mlp": (gpu.config, 3, renamed)})
+    assert slot(tmp_path, "--dry-run", *flags, "--methods", "mlp", "--resume", str(archive)) == 2
+    line = one_error_line(capsys)
+    assert "mlp's saved state (config" in line and "does not load into the model this code builds for it" in line
+    assert "Missing key(s)" in line and "first.weight" in line and "a new method version" in line
 
 
 def test_resume_keeps_a_training_state_that_trained_further(tmp_path, capsys):
