@@ -153,15 +153,23 @@ class MixedWeights:
         batch sorted by (group, row) holds each group's rows together, in row order, so the
         group's slice of that order is its positions: sizes come from the groups' shapes,
         never from the data (no host synchronisation; it compiles without a graph break)."""
-        order = torch.argsort(self.group_index * len(self) + self.row_index)
+        return torch.argsort(self._keys())[self._span(group)]
+
+    def _keys(self) -> Tensor:
+        """Each row's (group, row) as one sortable key."""
+        return self.group_index * len(self) + self.row_index
+
+    def _span(self, group: int) -> slice:
+        """Where ``groups[group]``'s rows lie in the batch sorted by :meth:`_keys`."""
         start = sum(len(g) for g in self.groups[:group])
-        return order[start:start + len(self.groups[group])]
+        return slice(start, start + len(self.groups[group]))
 
     def only(self, groups: Sequence[int]) -> tuple[Tensor, "MixedWeights"]:
         """The rows of ``groups`` (indices into :attr:`groups`, ascending): their batch
         positions, ascending, and those rows as a batch in the same order. Sizes come from
         the groups' shapes (no host synchronisation, unlike indexing the batch)."""
-        positions = torch.cat([self.positions(g) for g in groups]).sort().values
+        order = torch.argsort(self._keys())  # sorted once for all the groups
+        positions = torch.cat([order[self._span(g)] for g in groups]).sort().values
         renumber = torch.full((len(self.groups),), -1, dtype=torch.long)
         renumber[list(groups)] = torch.arange(len(groups))
         group_index = renumber.to(self.group_index.device)[self.group_index[positions]]
@@ -171,7 +179,7 @@ class MixedWeights:
         """``ValueError`` unless every row of every group is in the batch exactly once (what
         :meth:`positions` relies on; for batches read from files)."""
         expected = torch.cat([g * len(self) + torch.arange(len(ws)) for g, ws in enumerate(self.groups)])
-        if len(self) != len(expected) or not torch.equal(torch.sort(self.group_index * len(self) + self.row_index).values,
+        if len(self) != len(expected) or not torch.equal(torch.sort(self._keys()).values,
                                                          expected.to(self.group_index.device)):
             raise ValueError(f"the batch's group_index / row_index do not hold every row of its "
                              f"{len(self.groups)} group(s) ({[len(g) for g in self.groups]} rows) exactly once")
