@@ -107,6 +107,57 @@ class TrainResult:
     resumed_after: int = 0  # epochs a saved training state gave (not trained again here)
 
 
+@dataclass
+class Progress:
+    """Where a run stands after an epoch, besides its modules' and generators' states."""
+
+    result: TrainResult
+    best_value: float | None = None  # the primary validation metric of the best epoch
+    best_state: dict | None = None  # the model's weights at the best epoch
+    seen: int = 0  # training samples stepped on so far
+
+
+@dataclass
+class TrainingState:
+    """Everything of a run that changes from epoch to epoch: saved to a checkpoint after each
+    epoch and restored from it, so that a resumed run computes what an uninterrupted one does.
+    The saved keys are those of the states already on disk (a change needs a new format)."""
+
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    order: torch.Generator  # the training batches' order
+    draws: torch.Generator | None  # the augmentation's draws (None: no augmentation)
+    device: torch.device
+
+    def saved(self, epoch: int, progress: Progress, seconds: float) -> dict:
+        """The state after ``epoch``, as a checkpoint holds it (``seconds`` of training so far)."""
+        result = progress.result
+        return {"epoch": epoch, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "best_value": progress.best_value,
+                "best_state": progress.best_state, "best_epoch": result.best_epoch, "best_val": result.best_val,
+                "history": result.history, "seen": progress.seen, "seconds": seconds, "stopped": result.stopped,
+                "order": self.order.get_state(), "draws": None if self.draws is None else self.draws.get_state(),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    def restore(self, saved: dict) -> Progress:
+        """Load a state of :meth:`saved` into the modules and generators; the run's progress
+        (its result's ``resumed_after``: the epochs it holds)."""
+        self.model.load_state_dict(saved["model"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.order.set_state(saved["order"])
+        if self.draws is not None:
+            self.draws.set_state(saved["draws"])
+        torch.set_rng_state(saved["rng"])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+        result = TrainResult(saved["best_epoch"], saved["best_val"], saved["history"], stopped=saved["stopped"],
+                             resumed_after=saved["epoch"])
+        return Progress(result, saved["best_value"], saved["best_state"], saved["seen"])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)
@@ -217,55 +268,46 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
     from: the result is the same as an uninterrupted run's (``result.resumed_after``: the
     epochs it did not redo)."""
     seed_everything(seed)
-    order = torch.Generator().manual_seed(seed)
     model.to(device)
     train_split, val_split = to_device(train_split, device), to_device(val_split, device)
     augment = augmenter(config.augment, train_split.weights, task)
-    draws = torch.Generator(device=device).manual_seed(seed) if augment else None
     step_model = compiled(model, config.compile, device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule(config, steps_per_epoch * config.epochs))
+    state = TrainingState(
+        model, optimiser,
+        torch.optim.lr_scheduler.LambdaLR(optimiser, schedule(config, steps_per_epoch * config.epochs)),
+        order=torch.Generator().manual_seed(seed),
+        draws=torch.Generator(device=device).manual_seed(seed) if augment else None, device=device)
     loss_fn = loss_function(task)
     primary = metrics[0]
-    best_value, best_state, result = None, None, TrainResult(0, {})
-    start, seen, first = time.perf_counter(), 0, 1
+    progress, start, first = Progress(TrainResult(0, {})), time.perf_counter(), 1
     saved = checkpoint.load() if checkpoint else None
     if saved:
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        scheduler.load_state_dict(saved["scheduler"])
-        order.set_state(saved["order"])
-        if draws is not None:
-            draws.set_state(saved["draws"])
-        torch.set_rng_state(saved["rng"])
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
-        best_value, best_state, seen = saved["best_value"], saved["best_state"], saved["seen"]
-        result.best_epoch, result.best_val, result.history = saved["best_epoch"], saved["best_val"], saved["history"]
-        result.stopped, result.resumed_after = saved["stopped"], saved["epoch"]
+        progress = state.restore(saved)
         start -= saved["seconds"]
-        first = config.epochs + 1 if result.stopped else saved["epoch"] + 1
+        first = config.epochs + 1 if progress.result.stopped else saved["epoch"] + 1
+    result = progress.result
     for epoch in range(first, config.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        for index in torch.randperm(len(train_split), generator=order).to(device).split(config.batch_size):
+        for index in torch.randperm(len(train_split), generator=state.order).to(device).split(config.batch_size):
             weights, targets = train_split.batch(index)
             if augment:
-                weights = augment(weights, draws)
+                weights = augment(weights, state.draws)
             optimiser.zero_grad(set_to_none=True)
             with autocast(config, device):
                 outputs = step_model(weights).float()
-                if seen == 0:
+                if progress.seen == 0:
                     check_outputs(outputs, targets, task, out_dim)
                 loss = loss_fn(outputs, targets)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimiser.step()
-            scheduler.step()
+            state.scheduler.step()
             total = total + loss.detach() * len(index)
-            seen += len(index)
+            progress.seen += len(index)
         train_loss = total.item() / len(train_split)
         release_freed_memory()  # what the steps' blocks hold goes back before validation allocates its own
         if not math.isfinite(train_loss):
@@ -276,9 +318,9 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
         result.history.append(entry)
         if on_epoch:
             on_epoch(entry)
-        if is_better(primary, val[primary], best_value):
-            best_value, result.best_epoch, result.best_val = val[primary], epoch, val
-            best_state = copy.deepcopy(model.state_dict())
+        if is_better(primary, val[primary], progress.best_value):
+            progress.best_value, result.best_epoch, result.best_val = val[primary], epoch, val
+            progress.best_state = copy.deepcopy(model.state_dict())
         elif config.patience is not None and epoch - result.best_epoch >= config.patience:
             result.stopped = "patience"
         now = time.perf_counter()
@@ -286,19 +328,12 @@ def train(model: nn.Module, train_split: Split, val_split: Split, *, task: str,
                                                                          now - epoch_start):
             result.stopped = "time limit"
         if checkpoint:
-            checkpoint.save({
-                "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(), "best_value": best_value, "best_state": best_state,
-                "best_epoch": result.best_epoch, "best_val": result.best_val, "history": result.history,
-                "seen": seen, "seconds": time.perf_counter() - start, "stopped": result.stopped,
-                "order": order.get_state(), "draws": None if draws is None else draws.get_state(),
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+            checkpoint.save(state.saved(epoch, progress, time.perf_counter() - start))
         if result.stopped:
             break
     result.train_seconds = time.perf_counter() - start
-    result.samples_per_second = seen / max(result.train_seconds, 1e-9)
-    if best_state is None:
+    result.samples_per_second = progress.seen / max(result.train_seconds, 1e-9)
+    if progress.best_state is None:
         raise Undefined(f"the validation {primary} is undefined in every epoch")
-    model.load_state_dict(best_state)
+    model.load_state_dict(progress.best_state)
     return result

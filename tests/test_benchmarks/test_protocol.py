@@ -252,3 +252,33 @@ def test_a_run_that_had_stopped_resumes_to_its_end(tmp_path, monkeypatch):
                   device=torch.device("cpu"), checkpoint=checkpoint)
     assert first.stopped == again.stopped == "patience" and again.history == first.history
     assert again.resumed_after == 3
+
+
+def test_the_shipped_slot_state_restores_and_saves_back_what_it_holds(tmp_path):
+    """The GPU slot's saved NG-GNN state (epoch 109 of 200, in the repository) must resume under
+    this code: every key restores into the paper model and saves back unchanged."""
+    import tarfile
+    from pathlib import Path
+    from benchmarks.checkpoints import read_state
+    from benchmarks.protocol import PROFILES, TrainingState
+    from dataclasses import replace
+    from datasets.method_table import build_method
+    from datasets.spec import siren_spec
+    import methods.ng_gnn  # noqa: F401  (registers ng-gnn)
+    from wsbench import TaskInfo
+    archive = Path(__file__).parents[2] / "results/slots/mnist-inr-ng-gnn-compiled-epoch109.tar.gz"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    saved = read_state(next(tmp_path.rglob("*.checkpoint.pt")))
+    model = build_method("ng-gnn", TaskInfo((siren_spec(32, 2, 2, 1, 30.0),), 10, "classification"), profile="paper")
+    optimiser = torch.optim.AdamW(model.parameters())
+    config = replace(PROFILES["paper"], schedule="constant")
+    state = TrainingState(model, optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, schedule(config, 430 * 200)),
+                          torch.Generator(), None, torch.device("cpu"))
+    progress = state.restore(saved)
+    assert (progress.result.resumed_after, progress.result.best_epoch, len(progress.result.history)) == (109, 100, 109)
+    again = state.saved(saved["epoch"], progress, saved["seconds"])
+    assert set(again) == set(saved) - {"key", "config"}  # the two a Checkpoint adds
+    assert torch.equal(again["order"], saved["order"]) and again["best_value"] == saved["best_value"]
+    assert all(torch.equal(again["model"][k], saved["model"][k]) for k in saved["model"])
+    assert again["scheduler"]["last_epoch"] == saved["scheduler"]["last_epoch"] == 109 * 430
